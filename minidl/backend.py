@@ -1,0 +1,98 @@
+"""Every CPU/GPU decision in minidl is made here.
+
+Host arrays are ``numpy.ndarray`` and device arrays are ``cupy.ndarray``.
+CuPy is optional: it is imported only when a device array or the GPU is
+asked for, so minidl installs and runs on machines without it.
+"""
+import sys
+
+import numpy
+
+_cupy = None
+_cupy_import_error = None
+_cupy_tried = False
+
+DEVICES = ("cpu", "gpu")
+
+
+def cupy_or_none():
+    """Import CuPy on first use; return the module, or None if it cannot be imported."""
+    global _cupy, _cupy_import_error, _cupy_tried
+    if not _cupy_tried:
+        _cupy_tried = True
+        try:
+            import cupy
+            _cupy = cupy
+        except Exception as error:  # ImportError, or a CUDA library failing to load
+            _cupy_import_error = error
+    return _cupy
+
+
+def is_gpu_array(x):
+    """True for a ``cupy.ndarray``. Never imports CuPy: one cannot exist without it."""
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+def get_array_module(x):
+    """``numpy`` for host arrays (and Python scalars), ``cupy`` for device arrays."""
+    return sys.modules["cupy"] if is_gpu_array(x) else numpy
+
+
+def device_of(x):
+    """``"gpu"`` for a device array, ``"cpu"`` otherwise."""
+    return "gpu" if is_gpu_array(x) else "cpu"
+
+
+def gpu_available():
+    """Whether CuPy is importable and sees at least one CUDA device."""
+    cupy = cupy_or_none()
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def require_gpu(context="minidl"):
+    """Raise RuntimeError with the reason when no usable GPU is present."""
+    if gpu_available():
+        return sys.modules["cupy"]
+    if cupy_or_none() is None:
+        reason = f"CuPy cannot be imported ({_cupy_import_error}); install it with pip install -e \".[gpu]\""
+    else:
+        reason = "CuPy is installed but sees no CUDA device"
+    raise RuntimeError(f"{context}: device 'gpu' requested but no usable GPU: {reason}")
+
+
+def check_device_name(device):
+    """Normalise a device name; ``"cuda"`` is accepted as a synonym of ``"gpu"``."""
+    name = str(device).lower()
+    if name == "cuda" or name.startswith("cuda:"):
+        name = "gpu"
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
+    return name
+
+
+def to_device(x, device):
+    """Return ``x`` as a host (``"cpu"``) or device (``"gpu"``) array; no copy if it is already there."""
+    device = check_device_name(device)
+    if device == "cpu":
+        return x.get() if is_gpu_array(x) else numpy.asarray(x)
+    cupy = require_gpu("to_device")
+    return cupy.asarray(x)
+
+
+def to_numpy(x):
+    """A host ``numpy.ndarray`` holding the values of ``x``."""
+    return to_device(x, "cpu")
+
+
+def check_same_device(layer, x, reference, what="weight"):
+    """Raise a clear error when ``x`` and ``reference`` live on different devices."""
+    if is_gpu_array(x) != is_gpu_array(reference):
+        raise RuntimeError(
+            f"{layer}: input is on the {device_of(x)} but the {what} is on the "
+            f"{device_of(reference)}; move one with module.to(...) or minidl.backend.to_device(...)")

@@ -1,0 +1,30 @@
+"""ReLU and the logistic sigmoid, for arrays of any shape."""
+from ..backend import get_array_module
+
+
+def relu_forward(x):
+    """y = max(x, 0); the cache is the mask x > 0."""
+    return get_array_module(x).maximum(x, 0), x > 0
+
+
+def relu_backward(dy, mask):
+    """dx = dy * [x > 0]."""
+    return dy * mask
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), evaluated without overflow for any x (exp of -|x| only)."""
+    xp = get_array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_forward(x):
+    """y = sigmoid(x); the cache is y."""
+    y = sigmoid(x)
+    return y, y
+
+
+def sigmoid_backward(dy, y):
+    """dx = dy * y * (1 - y)."""
+    return dy * y * (1 - y)

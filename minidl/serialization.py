@@ -1,0 +1,52 @@
+"""``save`` and ``load``: npz files of arrays and numbers, written atomically, read without pickle."""
+import os
+import tempfile
+
+import numpy
+
+from . import backend
+
+
+def _as_saveable(name, value):
+    value = backend.to_numpy(value.detach() if hasattr(value, "detach") else value)
+    if value.dtype == object:
+        raise TypeError(f"minidl.save: entry '{name}' is not an array or number (got {type(value).__name__}); "
+                        "checkpoints hold only arrays and numbers so loading never unpickles")
+    return value
+
+
+def save(path, state):
+    """Write a flat dict of name -> array (or number, or string) to ``path`` as npz.
+
+    The file is written to a temporary file in the same folder, flushed to
+    disk and renamed over ``path``, so a crash never leaves a half-written file.
+    """
+    arrays = {str(name): _as_saveable(name, value) for name, value in state.items()}
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            numpy.savez(stream, **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def load(path):
+    """Read an npz written by ``save`` into a dict of name -> ``numpy.ndarray`` (never unpickles)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"minidl.load: no such file: {path}")
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except ValueError as error:
+        raise ValueError(f"minidl.load: {path} holds pickled objects or is not a minidl npz file ({error})") from None
+    except (OSError, EOFError) as error:
+        raise ValueError(f"minidl.load: {path} is not a readable npz file ({error})") from None
