@@ -31,16 +31,3 @@ def rng():
 def _seed_minidl():
     minidl.manual_seed(0)
 
-
-def tie_free(shape, rng, dtype=numpy.float64):
-    """A shuffled linspace plus a little jitter: no two entries are equal (for max-pool tests)."""
-    size = int(numpy.prod(shape))
-    values = numpy.linspace(-3.0, 3.0, size) + rng.uniform(0, 0.25 * 6.0 / max(size, 1), size)
-    return rng.permutation(values).reshape(shape).astype(dtype)
-
-
-def gpu_or_skip():
-    """Return cupy, or skip the test when no GPU is usable."""
-    if not minidl.backend.gpu_available():
-        pytest.skip("no CUDA GPU / CuPy available")
-    return minidl.backend.require_gpu("tests")

@@ -1,0 +1,35 @@
+"""Helpers shared by the tests (import as ``from helpers import ...``)."""
+import numpy
+import pytest
+
+import minidl
+
+
+def tie_free(shape, rng, dtype=numpy.float64):
+    """A shuffled linspace plus a little jitter: no two entries are equal (for max-pool tests)."""
+    size = int(numpy.prod(shape))
+    spacing = 6.0 / max(size - 1, 1)
+    values = numpy.linspace(-3.0, 3.0, size) + rng.uniform(0, 0.25 * spacing, size)
+    return rng.permutation(values).reshape(shape).astype(dtype)
+
+
+def gpu_or_skip():
+    """Return cupy, or skip the test when no GPU is usable."""
+    if not minidl.backend.gpu_available():
+        pytest.skip("no CUDA GPU / CuPy available")
+    return minidl.backend.require_gpu("tests")
+
+
+def copy_weights(torch_module, minidl_module):
+    """Load a PyTorch module's state_dict into a minidl module by name (strict)."""
+    minidl_module.load_state_dict({k: v.detach().cpu().numpy() for k, v in torch_module.state_dict().items()})
+
+
+def assert_close(actual, expected, rtol, atol=0.0, name="value"):
+    """Elementwise closeness with the worst relative difference in the message."""
+    actual, expected = numpy.asarray(actual), numpy.asarray(expected)
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    scale = numpy.max(numpy.abs(expected)) if expected.size else 0.0
+    worst = numpy.max(numpy.abs(actual - expected)) / max(scale, 1e-30) if expected.size else 0.0
+    numpy.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol,
+                                  err_msg=f"{name}: max |diff| / max |expected| = {worst:.3e}")
