@@ -112,3 +112,8 @@ def check_loss(loss, logits, target, step=STEP, seed=0, max_elements=None):
     indices = _sample(logits.size, max_elements, rng)
     numeric = numerical_gradient(scalar, logits, indices, step)
     return relative_error(numpy.asarray(analytic).reshape(-1)[indices], numeric)
+
+
+if __name__ == "__main__":
+    from minidl.gradcheck_cli import main
+    raise SystemExit(main())

@@ -1,6 +1,7 @@
 """``save`` and ``load``: npz files of arrays and numbers, written atomically, read without pickle."""
 import os
 import tempfile
+import zipfile
 
 import numpy
 
@@ -44,9 +45,12 @@ def load(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"minidl.load: no such file: {path}")
     try:
-        with numpy.load(path, allow_pickle=False) as archive:
+        archive = numpy.load(path, allow_pickle=False)
+        if not hasattr(archive, "files"):
+            raise ValueError("it holds a single .npy array, not an npz archive")
+        with archive:
             return {name: archive[name] for name in archive.files}
     except ValueError as error:
         raise ValueError(f"minidl.load: {path} holds pickled objects or is not a minidl npz file ({error})") from None
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"minidl.load: {path} is not a readable npz file ({error})") from None

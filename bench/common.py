@@ -1,0 +1,142 @@
+"""Timing helpers shared by the benchmark scripts.
+
+Every script in ``bench/`` exposes ``run(quick=False) -> rows`` (a list of
+dicts with the same keys) and prints them with ``markdown_table``. Timings are
+medians over repeats after warm-up calls; a script times all of minidl first
+and all of PyTorch after, in separate blocks, so neither library's threads or
+caches disturb the other's measurements. Peak memory is measured in a fresh
+subprocess, so one measurement never inherits another's high-water mark.
+"""
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def core_count():
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def import_torch():
+    """PyTorch with one thread per core, or None when it is not installed (the torch columns stay empty)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(core_count())
+    return torch
+
+
+def median_ms(function, warmup=2, repeats=None, min_seconds=1.0, max_repeats=30, quick=False):
+    """Median wall time of ``function()`` in milliseconds.
+
+    After ``warmup`` untimed calls it repeats until ``min_seconds`` have passed
+    (at least 3 and at most ``max_repeats`` calls), or exactly ``repeats`` times
+    when given. ``quick`` means one warm-up and two timed calls.
+    """
+    if quick:
+        warmup, repeats = 1, 2
+    for _ in range(warmup):
+        function()
+    times = []
+    started = time.perf_counter()
+    while True:
+        begin = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - begin)
+        if repeats is not None:
+            if len(times) >= repeats:
+                break
+        elif len(times) >= max_repeats or (len(times) >= 3 and time.perf_counter() - started >= min_seconds):
+            break
+    return 1000.0 * statistics.median(times)
+
+
+def gflops(flop, milliseconds):
+    """Throughput in GFLOP/s of ``flop`` floating-point operations done in ``milliseconds``."""
+    return flop / (milliseconds * 1e6) if milliseconds and milliseconds == milliseconds else float("nan")
+
+
+def peak_rss_mib(target, *arguments):
+    """Memory of a fresh Python process that calls ``target(*arguments)``: (peak MiB, step MiB).
+
+    ``target`` is ``"package.module:function"``, importable from the repository
+    root; arguments must be JSON values. The peak includes the interpreter and
+    the imported libraries, as a user would see it; the step figure is how far
+    the call raised the peak above the resident size just before it.
+    """
+    module_name, function_name = target.split(":")
+    program = ("import importlib, json, sys\n"
+               "from bench.common import own_peak_rss_mib, own_rss_mib\n"
+               f"function = getattr(importlib.import_module({module_name!r}), {function_name!r})\n"
+               "before = own_rss_mib()\n"
+               "function(*json.loads(sys.argv[1]))\n"
+               "print(own_peak_rss_mib(), own_peak_rss_mib() - before)")
+    environment = dict(os.environ, PYTHONPATH=REPOSITORY + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-c", program, json.dumps(list(arguments))], cwd=REPOSITORY,
+                            env=environment, capture_output=True, text=True, check=True)
+    peak, step = result.stdout.strip().splitlines()[-1].split()
+    return float(peak), float(step)
+
+
+def _proc_status_mib(field):
+    """A memory field of /proc/self/status in MiB, or None where there is no /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def own_rss_mib():
+    """This process's current resident memory in MiB (its peak where /proc is missing)."""
+    current = _proc_status_mib("VmRSS")
+    return own_peak_rss_mib() if current is None else current
+
+
+def own_peak_rss_mib():
+    """This process's peak resident memory in MiB.
+
+    Linux's VmHWM (reset by exec) is preferred: ``ru_maxrss`` of a child started
+    by fork+exec also counts the parent's memory at the time of the fork.
+    """
+    peak = _proc_status_mib("VmHWM")
+    if peak is not None:
+        return peak
+    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return value / 1024.0 ** 2 if sys.platform == "darwin" else value / 1024.0
+
+
+def format_value(value):
+    if isinstance(value, float):
+        if value != value:
+            return "-"
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(rows):
+    """The rows (dicts with the same keys) as a markdown table."""
+    if not rows:
+        return "(no rows)"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(format_value(row[key]) for key in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_summary():
+    """One line naming the machine, the thread counts and the library versions."""
+    import numpy
+    torch = import_torch()
+    torch_text = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "torch absent"
+    return f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__}, {torch_text}"

@@ -1,0 +1,143 @@
+"""Nearest and bilinear upsampling (any resize, in fact), with PyTorch's index arithmetic.
+
+Both modes are separable: with A_h (Ho, H) and A_w (Wo, W) interpolation
+matrices, every plane is resized as
+    y = A_h @ x @ A_w^T        and its adjoint        dx = A_h^T @ dy @ A_w
+For bilinear, row o of A holds the two weights (1 - lambda, lambda) at the
+source cells i0 and i1; for nearest it holds a single 1 at the source cell
+(so nearest's forward is a plain gather and only its backward, which must
+sum the repeated sources, uses the 0/1 matrices or, for an integer scale,
+a reshape and sum).
+
+Source positions along an axis of input size n and output size m, as PyTorch
+computes them (in float32 for nearest; in the input's dtype for bilinear):
+    s = 1 / scale_factor when a scale factor was given, else n / m
+    nearest:                 src = min(floor(dst * s), n - 1)
+    bilinear, align_corners: src = dst * (n - 1) / (m - 1)
+    bilinear, otherwise:     src = max(s * (dst + 0.5) - 0.5, 0)
+    i0 = min(floor(src), n - 1),  i1 = min(i0 + 1, n - 1),  lambda = clip(src - i0, 0, 1)
+An axis whose size does not change is copied.
+"""
+import functools
+
+import numpy
+
+from ..backend import get_array_module
+
+
+def _ratio(in_size, out_size, scale_factor, dtype):
+    """PyTorch's source-per-destination step: 1 / scale_factor if one was given, else in / out."""
+    if scale_factor is not None and scale_factor > 0:
+        return dtype.type(1.0 / scale_factor)
+    return dtype.type(in_size) / dtype.type(out_size)
+
+
+def nearest_sources(in_size, out_size, scale_factor=None):
+    """(out_size,) int64: the source cell of every output cell, in PyTorch's float32 arithmetic."""
+    if out_size == in_size:
+        return numpy.arange(out_size, dtype=numpy.int64)
+    ratio = _ratio(in_size, out_size, scale_factor, numpy.dtype(numpy.float32))
+    sources = numpy.floor(numpy.arange(out_size, dtype=numpy.float32) * ratio).astype(numpy.int64)
+    return numpy.minimum(sources, in_size - 1)
+
+
+def linear_sources(in_size, out_size, align_corners, scale_factor, dtype):
+    """(i0, i1, lambda) for every output cell: y[dst] = (1 - lambda) x[i0] + lambda x[i1], in ``dtype``."""
+    dtype = numpy.dtype(dtype)
+    destinations = numpy.arange(out_size, dtype=dtype)
+    if out_size == in_size:
+        return numpy.arange(out_size), numpy.arange(out_size), numpy.zeros(out_size, dtype)
+    if align_corners:
+        ratio = dtype.type(in_size - 1) / dtype.type(out_size - 1) if out_size > 1 else dtype.type(0)
+        sources = destinations * ratio
+    else:
+        ratio = _ratio(in_size, out_size, scale_factor, dtype)
+        sources = numpy.maximum(ratio * (destinations + dtype.type(0.5)) - dtype.type(0.5), dtype.type(0))
+    first = numpy.minimum(numpy.floor(sources).astype(numpy.int64), in_size - 1)
+    second = numpy.minimum(first + 1, in_size - 1)
+    weight = numpy.clip(sources - first.astype(dtype), 0, 1).astype(dtype)
+    return first, second, weight
+
+
+@functools.lru_cache(maxsize=64)
+def _host_matrix(in_size, out_size, mode, align_corners, scale_factor, dtype_name):
+    """The (out_size, in_size) interpolation matrix on the host (cached: treat as read-only)."""
+    dtype = numpy.dtype(dtype_name)
+    matrix = numpy.zeros((out_size, in_size), dtype)
+    rows = numpy.arange(out_size)
+    if mode == "nearest":
+        matrix[rows, nearest_sources(in_size, out_size, scale_factor)] = 1
+        return matrix
+    first, second, weight = linear_sources(in_size, out_size, align_corners, scale_factor, dtype)
+    matrix[rows, first] = 1 - weight
+    matrix[rows, second] += weight
+    return matrix
+
+
+def interpolation_matrix(in_size, out_size, mode, align_corners, scale_factor, like):
+    """(out_size, in_size) matrix A with y = A @ x along one axis, in ``like``'s dtype and on its device."""
+    host = _host_matrix(in_size, out_size, mode, bool(align_corners), scale_factor, numpy.dtype(like.dtype).name)
+    return get_array_module(like).asarray(host)
+
+
+def resize_planes(x, rows, columns):
+    """x (N, C, H, W), rows (Ho, H), columns (Wo, W) -> (N, C, Ho, Wo): rows @ x[n, c] @ columns^T.
+
+    Applies the axis whose product is cheaper first; both are plain GEMMs.
+    """
+    n, c, h, w = x.shape
+    out_h, out_w = rows.shape[0], columns.shape[0]
+    if h * w * out_w + out_h * h * out_w <= out_h * h * w + out_h * w * out_w:
+        along_w = (x.reshape(n * c * h, w) @ columns.T).reshape(n * c, h, out_w)
+        return (rows @ along_w).reshape(n, c, out_h, out_w)
+    along_h = rows @ x.reshape(n * c, h, w)
+    return (along_h.reshape(n * c * out_h, w) @ columns.T).reshape(n, c, out_h, out_w)
+
+
+def upsample_bilinear2d_forward(x, output_hw, align_corners, scale_factor=(None, None)):
+    """x (N, C, H, W) -> y (N, C, *output_hw), cache; ``scale_factor`` per axis as given by the user (or None)."""
+    rows = interpolation_matrix(x.shape[2], output_hw[0], "bilinear", align_corners, scale_factor[0], x)
+    columns = interpolation_matrix(x.shape[3], output_hw[1], "bilinear", align_corners, scale_factor[1], x)
+    return resize_planes(x, rows, columns), (rows, columns)
+
+
+def upsample_bilinear2d_backward(dy, cache):
+    """dy (N, C, Ho, Wo) -> dx (N, C, H, W)."""
+    rows, columns = cache
+    # dx = A_h^T @ dy @ A_w, plane by plane
+    return resize_planes(dy, rows.T, columns.T)
+
+
+def integer_scale(in_size, sources):
+    """The integer s when ``sources`` is dst // s with s * in_size outputs, else None."""
+    scale = len(sources) // in_size
+    if scale * in_size == len(sources) and numpy.array_equal(sources, numpy.arange(len(sources)) // scale):
+        return scale
+    return None
+
+
+def upsample_nearest2d_forward(x, output_hw, scale_factor=(None, None)):
+    """x (N, C, H, W) -> y (N, C, *output_hw), cache: y[n, c, i, j] = x[n, c, src_h[i], src_w[j]]."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    sources = (nearest_sources(h, output_hw[0], scale_factor[0]), nearest_sources(w, output_hw[1], scale_factor[1]))
+    scales = (integer_scale(h, sources[0]), integer_scale(w, sources[1]))
+    if None not in scales:
+        y = xp.broadcast_to(x[:, :, :, None, :, None], (n, c, h, scales[0], w, scales[1]))
+        y = y.reshape(n, c, h * scales[0], w * scales[1])
+    else:
+        y = x[:, :, xp.asarray(sources[0])[:, None], xp.asarray(sources[1])[None, :]]
+    return y, (x.shape, scales, scale_factor)
+
+
+def upsample_nearest2d_backward(dy, cache):
+    """dy (N, C, Ho, Wo) -> dx (N, C, H, W): every input cell gets the sum of the outputs copied from it."""
+    input_shape, scales, scale_factor = cache
+    n, c, h, w = input_shape
+    if None not in scales:
+        # dx[n, c, i, j] = sum over the s_h x s_w block of dy that copied x[n, c, i, j]
+        return dy.reshape(n, c, h, scales[0], w, scales[1]).sum(axis=(3, 5))
+    rows = interpolation_matrix(h, dy.shape[2], "nearest", False, scale_factor[0], dy)
+    columns = interpolation_matrix(w, dy.shape[3], "nearest", False, scale_factor[1], dy)
+    # dx = B_h^T @ dy @ B_w with the 0/1 matrices B of the forward gather
+    return resize_planes(dy, rows.T, columns.T)

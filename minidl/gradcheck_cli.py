@@ -1,0 +1,304 @@
+"""``python -m minidl.gradcheck``: gradient checks from the command line.
+
+With no arguments it checks every built-in layer and loss in several
+configurations; with ``--module package.module:ClassName`` it checks a
+student's own layer class:
+
+    python -m minidl.gradcheck
+    python -m minidl.gradcheck --module mylayers:Scale --args "3, gain=2.0" --input-shape 2,3,8,8
+
+Both print a table (layer, config, tensor, relative error, pass/fail) and exit
+with status 1 if any tensor fails (2 for a bad command line).
+"""
+import argparse
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+import time
+
+import numpy
+
+from . import nn
+from .gradcheck import TOLERANCE, check_loss, check_module
+
+# Inputs are drawn from this seed. It must differ from check_module's upstream seed (0): with the same
+# stream the upstream gradient equals the input, and for batch norm that makes dL/dx exactly zero.
+SEED = 12345
+
+
+def tie_free(shape, rng):
+    """A shuffled linspace plus jitter: no two entries equal, so max-pooling has no ties to break."""
+    size = int(numpy.prod(shape))
+    spacing = 6.0 / max(size - 1, 1)
+    values = numpy.linspace(-3.0, 3.0, size) + rng.uniform(0, 0.25 * spacing, size)
+    return rng.permutation(values).reshape(shape)
+
+
+def away_from_zero(shape, rng):
+    """|x| in [0.1, 2]: central differences never straddle ReLU's kink."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 2.0, size=shape)
+
+
+def normal(shape, scale=1.0):
+    """An input maker: ``scale`` times standard normal entries of ``shape``."""
+    return lambda rng: scale * rng.standard_normal(shape)
+
+
+def _module_case(layer, config, make_module, make_inputs, wrt=(0,)):
+    def run(rng):
+        return check_module(make_module(), make_inputs(rng), wrt=wrt)
+    return layer, config, run
+
+
+def _conv_cases():
+    return [
+        _module_case("Conv2d", "3->4 k3 s1 p1", lambda: nn.Conv2d(3, 4, 3, padding=1), normal((2, 3, 7, 8))),
+        _module_case("Conv2d", "2->3 k(3,5) s(2,1) p(1,2) d2 no bias",
+                     lambda: nn.Conv2d(2, 3, (3, 5), (2, 1), (1, 2), 2, bias=False), normal((1, 2, 11, 13))),
+        _module_case("Conv2d", "2->2 k1 s3", lambda: nn.Conv2d(2, 2, 1, stride=3), normal((3, 2, 7, 5))),
+        _module_case("ConvTranspose2d", "3->2 k3 s2 p1 op1",
+                     lambda: nn.ConvTranspose2d(3, 2, 3, 2, 1, 1), normal((2, 3, 4, 5))),
+        _module_case("ConvTranspose2d", "2->3 k(3,2) s(1,2) op(1,0) d2 no bias",
+                     lambda: nn.ConvTranspose2d(2, 3, (3, 2), (1, 2), 0, (1, 0), 2, bias=False),
+                     normal((1, 2, 5, 4))),
+        _module_case("ReLU", "(2,3,5,4), |x| >= 0.1", nn.ReLU, lambda rng: away_from_zero((2, 3, 5, 4), rng)),
+        _module_case("Sigmoid", "(2,3,5,4)", nn.Sigmoid, normal((2, 3, 5, 4), 3.0)),
+    ]
+
+
+def _pooling_cases():
+    cases = []
+    if hasattr(nn, "MaxPool2d"):
+        configurations = [("k2 s2", (2, 2)), ("k3 s2 p1", (3, 2, 1)), ("k2 s1 return_indices", (2, 1, 0, True))]
+        for config, arguments in configurations:
+            cases.append(_module_case("MaxPool2d", config, lambda a=arguments: nn.MaxPool2d(*a),
+                                      lambda rng: tie_free((2, 3, 7, 9), rng)))
+    if hasattr(nn, "MaxUnpool2d") and hasattr(nn, "MaxPool2d"):
+        # non-overlapping windows: overlapping ones can pick one pixel twice, and unpooling is then not linear
+        configurations = [("k2 s2", (2, 2), (8, 10), False),
+                          ("k(2,3), output_size (9,11)", ((2, 3),), (9, 11), True)]
+        for config, arguments, size, pass_size in configurations:
+            def unpool_inputs(rng, arguments=arguments, size=size, pass_size=pass_size):
+                _, indices = nn.MaxPool2d(*arguments, return_indices=True)(tie_free((2, 3) + size, rng))
+                values = rng.standard_normal(indices.shape)
+                return (values, indices, size) if pass_size else (values, indices)
+            cases.append(_module_case("MaxUnpool2d", config, lambda a=arguments: nn.MaxUnpool2d(*a),
+                                      unpool_inputs))
+    return cases
+
+
+def _upsample_cases():
+    if not hasattr(nn, "Upsample"):
+        return []
+    configurations = [("nearest x2", dict(scale_factor=2)),
+                      ("nearest size (7,10)", dict(size=(7, 10))),
+                      ("bilinear x2", dict(scale_factor=2, mode="bilinear", align_corners=False)),
+                      ("bilinear size (7,9) align_corners", dict(size=(7, 9), mode="bilinear", align_corners=True))]
+    return [_module_case("Upsample", config, lambda k=kwargs: nn.Upsample(**k), normal((2, 2, 4, 5)))
+            for config, kwargs in configurations]
+
+
+def _batch_norm_cases():
+    if not hasattr(nn, "BatchNorm2d"):
+        return []
+
+    def in_eval_mode(**kwargs):
+        def make():
+            module = nn.BatchNorm2d(3, **kwargs)
+            generator = numpy.random.default_rng(SEED)
+            module.running_mean[...] = generator.standard_normal(3)
+            module.running_var[...] = generator.uniform(0.5, 2.0, 3)
+            return module.eval()
+        return make
+
+    inputs = normal((4, 3, 3, 5), 2.0)
+    return [_module_case("BatchNorm2d", "train", lambda: nn.BatchNorm2d(3), inputs),
+            _module_case("BatchNorm2d", "train, affine=False", lambda: nn.BatchNorm2d(3, affine=False), inputs),
+            _module_case("BatchNorm2d", "eval", in_eval_mode(), inputs)]
+
+
+def _loss_case(name, config, make_loss, make_logits_and_target):
+    def run(rng):
+        logits, target = make_logits_and_target(rng)
+        return {"logits": check_loss(make_loss(), logits, target)}
+    return name, config, run
+
+
+def binary_targets(rng, shape=(2, 3, 4, 5)):
+    return 2 * rng.standard_normal(shape), (rng.random(shape) > 0.5).astype(numpy.float64)
+
+
+def soft_targets(rng, shape=(2, 3, 4, 5)):
+    return 2 * rng.standard_normal(shape), rng.random(shape)
+
+
+def probabilities_and_soft_targets(rng, shape=(2, 3, 4, 5)):
+    return rng.uniform(0.05, 0.95, shape), rng.random(shape)
+
+
+def class_targets(rng, shape=(2, 3, 4, 5)):
+    return rng.standard_normal(shape), rng.integers(0, shape[1], (shape[0],) + shape[2:])
+
+
+def _loss_cases():
+    try:
+        from . import losses
+    except ImportError:
+        return []
+    pos_weight = numpy.array([1.0, 2.5, 0.5]).reshape(3, 1, 1)
+    class_weight = numpy.array([0.2, 1.0, 3.0])
+    cases = []
+    if hasattr(losses, "BCEWithLogitsLoss"):
+        cases += [_loss_case("BCEWithLogitsLoss", "mean", lambda: losses.BCEWithLogitsLoss(), binary_targets),
+                  _loss_case("BCEWithLogitsLoss", "sum, pos_weight (3,1,1), soft targets",
+                             lambda: losses.BCEWithLogitsLoss("sum", pos_weight), soft_targets)]
+    if hasattr(losses, "DiceLoss"):
+        cases += [_loss_case("DiceLoss", "from logits, mean", lambda: losses.DiceLoss(), binary_targets),
+                  _loss_case("DiceLoss", "probabilities, sum, smooth 0.5",
+                             lambda: losses.DiceLoss(0.5, from_logits=False, reduction="sum"),
+                             probabilities_and_soft_targets)]
+    if hasattr(losses, "CrossEntropyLoss"):
+        cases += [_loss_case("CrossEntropyLoss", "mean", lambda: losses.CrossEntropyLoss(), class_targets),
+                  _loss_case("CrossEntropyLoss", "class weights, mean",
+                             lambda: losses.CrossEntropyLoss(weight=class_weight), class_targets)]
+    if hasattr(losses, "BCEDiceLoss"):
+        cases.append(_loss_case("BCEDiceLoss", "defaults", lambda: losses.BCEDiceLoss(), binary_targets))
+    return cases
+
+
+def builtin_cases():
+    """Every (layer, config, run) triple of the built-in table; ``run(rng)`` returns {tensor: error}."""
+    return _conv_cases() + _pooling_cases() + _upsample_cases() + _batch_norm_cases() + _loss_cases()
+
+
+def run_cases(cases, tolerance=TOLERANCE):
+    """Run each case; returns rows (layer, config, tensor, error, passed). An exception is a failed row."""
+    rows = []
+    for layer, config, run in cases:
+        try:
+            errors = run(numpy.random.default_rng(SEED))
+        except Exception as error:  # report and go on: one broken layer must not hide the rest
+            rows.append((layer, config, f"error: {type(error).__name__}: {error}", float("nan"), False))
+            continue
+        for tensor, error in errors.items():
+            rows.append((layer, config, tensor, error, bool(error < tolerance)))
+    return rows
+
+
+def format_table(rows):
+    """A markdown table of the rows."""
+    header = ("layer", "config", "tensor", "relative error", "result")
+    body = [(layer, config, tensor, f"{error:.2e}", "pass" if passed else "FAIL")
+            for layer, config, tensor, error, passed in rows]
+    widths = [max(len(row[k]) for row in [header] + body) for k in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " |"
+             for row in [header] + body]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def parse_arguments(text):
+    """``"3, 4, kernel_size=3"`` -> ``((3, 4), {"kernel_size": 3})``, every value a Python literal."""
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        positional = tuple(ast.literal_eval(node) for node in call.args)
+        keywords = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+    except (SyntaxError, ValueError) as error:
+        raise ValueError(f"--args {text!r} is not a list of Python literals such as \"3, 4, kernel_size=3\" "
+                         f"({error})") from None
+    if None in keywords:
+        raise ValueError(f"--args {text!r}: ** unpacking is not supported")
+    return positional, keywords
+
+
+def parse_shape(text):
+    """``"2,3,8,8"`` -> ``(2, 3, 8, 8)``."""
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise ValueError(f"--input-shape {text!r} must be positive integers separated by commas, e.g. 2,3,8,8")
+    return shape
+
+
+def load_class(spec):
+    """``"package.module:ClassName"`` (or ``"path/to/file.py:ClassName"``) -> the class."""
+    module_name, separator, class_name = spec.partition(":")
+    if not separator or not module_name or not class_name:
+        raise ValueError(f"--module {spec!r} must look like package.module:ClassName")
+    try:
+        if module_name.endswith(".py"):
+            file_spec = importlib.util.spec_from_file_location(os.path.basename(module_name)[:-3], module_name)
+            if file_spec is None or not os.path.exists(module_name):
+                raise ImportError(f"no such file: {module_name}")
+            module = importlib.util.module_from_spec(file_spec)
+            file_spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ValueError(f"cannot import {module_name!r} for --module {spec!r}: "
+                         f"{type(error).__name__}: {error}") from None
+    if not hasattr(module, class_name):
+        raise ValueError(f"module {module_name!r} has no attribute {class_name!r} (--module {spec!r})")
+    return getattr(module, class_name)
+
+
+def user_case(spec, arguments, shape, max_elements=None):
+    """The case for a student's layer: build it with ``arguments``, check input and parameter gradients."""
+    layer_class = load_class(spec)
+    positional, keywords = parse_arguments(arguments)
+    config = f"args ({arguments}), input {shape}"
+
+    def run(rng):
+        module = layer_class(*positional, **keywords)
+        return check_module(module, rng.standard_normal(shape), max_elements=max_elements)
+    return layer_class.__name__, config, run
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m minidl.gradcheck",
+        description="Check hand-written backward passes against float64 central differences. With no options "
+                    "every built-in layer and loss is checked; --module checks your own layer class.")
+    parser.add_argument("--module", metavar="PACKAGE.MODULE:CLASS",
+                        help="your layer class, e.g. mylayers:Scale (or path/to/file.py:Scale)")
+    parser.add_argument("--args", default="", metavar="LITERALS",
+                        help="constructor arguments as Python literals, e.g. \"3, 4, kernel_size=3\"")
+    parser.add_argument("--input-shape", default="2,3,8,8", metavar="N,C,H,W",
+                        help="shape of the random float64 input (default 2,3,8,8)")
+    parser.add_argument("--max-elements", type=int, default=None, metavar="K",
+                        help="check a random sample of K entries per tensor (for big layers)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help=f"pass mark for the relative error (default {TOLERANCE:g})")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if options.module is None:
+        if options.args:
+            parser.error("--args needs --module")
+        cases = builtin_cases()
+    else:
+        try:
+            cases = [user_case(options.module, options.args, parse_shape(options.input_shape),
+                               options.max_elements)]
+        except ValueError as error:
+            parser.error(str(error))
+    start = time.perf_counter()
+    rows = run_cases(cases, options.tolerance)
+    print(format_table(rows))
+    failures = [row for row in rows if not row[4]]
+    seconds = time.perf_counter() - start
+    if failures:
+        names = ", ".join(f"{layer} [{config}] {tensor}" for layer, config, tensor, _, _ in failures)
+        print(f"\n{len(failures)} of {len(rows)} tensors FAILED (tolerance {options.tolerance:g}): {names}")
+        return 1
+    print(f"\nall {len(rows)} tensors pass (tolerance {options.tolerance:g}) in {seconds:.2f} s")
+    return 0

@@ -1,0 +1,305 @@
+"""CUDA kernels for the sliding-window work on device arrays (CuPy ``RawModule``).
+
+What NumPy does with strided slices on the host runs here as one CUDA thread
+per output element, and every backward is a gather (one thread per input
+element sums what reaches it), so no kernel needs atomics and results are
+deterministic. GEMMs stay in ``cupy.matmul`` (cuBLAS).
+
+The CUDA source is written once over ``T`` (float or double) and ``I`` (the
+index type: int, or long long for arrays of 2**31 elements or more); each
+(T, I) pair is compiled on first use and memoised, geometry is passed as
+arguments, so no call ever recompiles. Shapes follow ``minidl.functional.im2col``:
+    cols    (N, C, kh, kw, Ho, Wo), window (ho, wo) at offset (i, j) reading
+            padded pixel (ho*sh + i*dh, wo*sw + j*dw)
+    indices int64, shaped like the pooled output, each ``h * W + w`` inside
+            its own (n, c) plane of the unpadded input (as PyTorch).
+"""
+import functools
+
+import numpy
+
+from . import backend
+
+THREADS_PER_BLOCK = 256
+INT32_LIMIT = 2 ** 31  # arrays at least this large get 64-bit index arithmetic
+
+SOURCE = r"""
+extern "C" __global__ void im2col(const T* x, T* cols, I total, I height, I width, I kernel_h, I kernel_w,
+                                  I out_h, I out_w, I stride_h, I stride_w, I pad_h, I pad_w,
+                                  I dilation_h, I dilation_w, T pad_value)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    I wo = index % out_w;  I rest = index / out_w;
+    I ho = rest % out_h;   rest /= out_h;
+    I j = rest % kernel_w; rest /= kernel_w;
+    I i = rest % kernel_h; I plane = rest / kernel_h;
+    I h = ho * stride_h + i * dilation_h - pad_h;
+    I w = wo * stride_w + j * dilation_w - pad_w;
+    bool inside = h >= 0 && h < height && w >= 0 && w < width;
+    cols[index] = inside ? x[(plane * height + h) * width + w] : pad_value;
+}
+
+extern "C" __global__ void col2im(const T* cols, T* x, I total, I height, I width, I kernel_h, I kernel_w,
+                                  I out_h, I out_w, I stride_h, I stride_w, I pad_h, I pad_w,
+                                  I dilation_h, I dilation_w)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    I w = index % width;  I rest = index / width;
+    I h = rest % height;  I plane = rest / height;
+    const T* plane_cols = cols + plane * kernel_h * kernel_w * out_h * out_w;
+    T sum = 0;
+    for (I i = 0; i < kernel_h; ++i) {
+        I top = h + pad_h - i * dilation_h;
+        if (top < 0) break;
+        if (top % stride_h != 0 || top / stride_h >= out_h) continue;
+        for (I j = 0; j < kernel_w; ++j) {
+            I left = w + pad_w - j * dilation_w;
+            if (left < 0) break;
+            if (left % stride_w != 0 || left / stride_w >= out_w) continue;
+            sum += plane_cols[((i * kernel_w + j) * out_h + top / stride_h) * out_w + left / stride_w];
+        }
+    }
+    x[index] = sum;
+}
+
+extern "C" __global__ void max_pool_forward(const T* x, T* y, long long* indices, I total, I height, I width,
+                                            I out_h, I out_w, I kernel_h, I kernel_w, I stride_h, I stride_w,
+                                            I pad_h, I pad_w, I dilation_h, I dilation_w)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    I wo = index % out_w;  I rest = index / out_w;
+    I ho = rest % out_h;   I plane = rest / out_h;
+    const T* plane_x = x + plane * height * width;
+    I best_index = -1;
+    T best = (T)__int_as_float(0xff800000);  // -inf
+    for (I i = 0; i < kernel_h; ++i) {
+        I h = ho * stride_h - pad_h + i * dilation_h;
+        if (h < 0 || h >= height) continue;
+        for (I j = 0; j < kernel_w; ++j) {
+            I w = wo * stride_w - pad_w + j * dilation_w;
+            if (w < 0 || w >= width) continue;
+            T value = plane_x[h * width + w];
+            if (best_index < 0 || value > best || isnan(value)) {
+                best = value;
+                best_index = h * width + w;
+            }
+        }
+    }
+    y[index] = best;
+    indices[index] = best_index < 0 ? 0 : (long long)best_index;
+}
+
+extern "C" __global__ void max_pool_backward(const T* dy, const long long* indices, T* dx, I total, I height,
+                                             I width, I out_h, I out_w, I kernel_h, I kernel_w,
+                                             I stride_h, I stride_w, I pad_h, I pad_w,
+                                             I dilation_h, I dilation_w)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    I w = index % width;  I rest = index / width;
+    I h = rest % height;  I plane = rest / height;
+    long long position = (long long)h * width + w;
+    I offset = plane * out_h * out_w;
+    T sum = 0;
+    for (I i = 0; i < kernel_h; ++i) {
+        I top = h + pad_h - i * dilation_h;
+        if (top < 0) break;
+        if (top % stride_h != 0 || top / stride_h >= out_h) continue;
+        for (I j = 0; j < kernel_w; ++j) {
+            I left = w + pad_w - j * dilation_w;
+            if (left < 0) break;
+            if (left % stride_w != 0 || left / stride_w >= out_w) continue;
+            I window = offset + (top / stride_h) * out_w + left / stride_w;
+            if (indices[window] == position) sum += dy[window];
+        }
+    }
+    dx[index] = sum;
+}
+
+extern "C" __global__ void max_unpool_forward(const T* x, const long long* indices, T* y, I total,
+                                              I in_plane_size, I out_plane_size)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    long long target = indices[index];
+    if (target >= 0 && target < out_plane_size) y[(index / in_plane_size) * out_plane_size + target] = x[index];
+}
+
+extern "C" __global__ void max_unpool_backward(const T* dy, const long long* indices, T* dx, I total,
+                                               I in_plane_size, I out_plane_size)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    long long target = indices[index];
+    bool inside = target >= 0 && target < out_plane_size;
+    dx[index] = inside ? dy[(index / in_plane_size) * out_plane_size + target] : (T)0;
+}
+"""
+
+KERNEL_NAMES = ("im2col", "col2im", "max_pool_forward", "max_pool_backward", "max_unpool_forward",
+                "max_unpool_backward")
+VALUE_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
+INDEX_TYPES = {numpy.dtype(numpy.int32): "int", numpy.dtype(numpy.int64): "long long"}
+
+
+def _cupy():
+    return backend.require_gpu("minidl.kernels")
+
+
+def source_for(value_type, index_type):
+    """The CUDA source specialised to C types, e.g. ``source_for("float", "int")``."""
+    return f"typedef {value_type} T;\ntypedef {index_type} I;\n" + SOURCE
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_module(dtype, index_dtype):
+    """The ``cupy.RawModule`` for one (value dtype, index dtype) pair, compiled once per process."""
+    cupy = _cupy()
+    code = source_for(VALUE_TYPES[numpy.dtype(dtype)], INDEX_TYPES[numpy.dtype(index_dtype)])
+    return cupy.RawModule(code=code)
+
+
+def _value_dtype(function, array):
+    dtype = numpy.dtype(array.dtype)
+    if dtype not in VALUE_TYPES:
+        raise TypeError(f"minidl.kernels.{function}: expected a float32 or float64 array, got dtype {dtype} "
+                        f"for shape {tuple(array.shape)}")
+    return dtype
+
+
+def _launch(name, dtype, sizes, total, arrays, integers, extra=()):
+    """Run kernel ``name`` with one thread per element of ``total``.
+
+    Integers go in as the index type, chosen from the largest array involved
+    (``sizes``) so that 32-bit arithmetic is used whenever it cannot overflow.
+    """
+    if total == 0:
+        return
+    index_dtype = numpy.int32 if max(sizes) < INT32_LIMIT else numpy.int64
+    kernel = compiled_module(dtype, index_dtype).get_function(name)
+    blocks = (total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
+    arguments = tuple(arrays) + tuple(index_dtype(v) for v in (total,) + tuple(integers)) + tuple(extra)
+    kernel((blocks,), (THREADS_PER_BLOCK,), arguments)
+
+
+def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=None):
+    """x (N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo); the device twin of ``functional.im2col.im2col``.
+
+    ``pad_value`` fills the border, ``grid`` = (Ho, Wo) (default: every window
+    that fits), ``out`` an optional cols buffer to fill. One thread per cols element.
+    """
+    cupy = _cupy()
+    dtype = _value_dtype("im2col", x)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    if grid is None:
+        grid = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                     for size, k, s, p, d in ((h, kh, sh, ph, dh), (w, kw, sw, pw, dw)))
+    ho, wo = grid
+    shape = (n, c, kh, kw, ho, wo)
+    if out is not None and (tuple(out.shape) != shape or out.dtype != dtype):
+        raise ValueError(f"minidl.kernels.im2col: out has shape {tuple(out.shape)} and dtype {out.dtype}, "
+                         f"expected {shape} and {dtype}")
+    direct = out is not None and out.flags.c_contiguous
+    cols = out if direct else cupy.empty(shape, dtype=dtype)
+    x = cupy.ascontiguousarray(x)
+    _launch("im2col", dtype, (x.size, cols.size), cols.size, (x, cols),
+            (h, w, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw), (dtype.type(pad_value),))
+    if out is not None and not direct:
+        out[...] = cols
+        return out
+    return cols
+
+
+def col2im(cols, input_shape, stride, padding, dilation):
+    """cols (N, C, kh, kw, Ho, Wo) -> (N, C, H, W), the adjoint of ``im2col`` (zero padding).
+
+    A gather: one thread per input pixel adds the columns of every window
+    offset (i, j) that covers it, in the order of the host loop.
+    """
+    cupy = _cupy()
+    dtype = _value_dtype("col2im", cols)
+    n, c, kh, kw, ho, wo = cols.shape
+    h, w = int(input_shape[2]), int(input_shape[3])
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    cols = cupy.ascontiguousarray(cols)
+    x = cupy.empty((n, c, h, w), dtype=dtype)
+    _launch("col2im", dtype, (x.size, cols.size), x.size, (cols, x),
+            (h, w, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw))
+    return x
+
+
+def max_pool_forward(x, kernel, stride, padding, dilation, grid):
+    """x (N, C, H, W) -> y (N, C, Ho, Wo), indices int64 (N, C, Ho, Wo), as PyTorch.
+
+    One thread per output scans its window's cells inside the input (the
+    border counts as -inf) in row order: the first maximum wins, a NaN wins
+    over numbers and the last NaN over earlier ones, and a window of -inf
+    points at its first cell inside the input. The index is ``h * W + w``.
+    """
+    cupy = _cupy()
+    dtype = _value_dtype("max_pool_forward", x)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, grid
+    x = cupy.ascontiguousarray(x)
+    y = cupy.empty((n, c, ho, wo), dtype=dtype)
+    indices = cupy.empty((n, c, ho, wo), dtype=numpy.int64)
+    _launch("max_pool_forward", dtype, (x.size, y.size), y.size, (x, y, indices),
+            (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw))
+    return y, indices
+
+
+def max_pool_backward(dy, indices, input_shape, kernel, stride, padding, dilation):
+    """dy (N, C, Ho, Wo), indices (N, C, Ho, Wo) -> dx (N, C, H, W).
+
+    A gather: one thread per input pixel sums dy over the windows that cover
+    it and whose stored index is that pixel (in the order of the host col2im).
+    """
+    cupy = _cupy()
+    dtype = _value_dtype("max_pool_backward", dy)
+    n, c, h, w = (int(s) for s in input_shape)
+    _, _, ho, wo = dy.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    dy = cupy.ascontiguousarray(dy)
+    indices = cupy.ascontiguousarray(indices, dtype=numpy.int64)
+    dx = cupy.empty((n, c, h, w), dtype=dtype)
+    _launch("max_pool_backward", dtype, (dx.size, dy.size), dx.size, (dy, indices, dx),
+            (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw))
+    return dx
+
+
+def max_unpool_forward(x, indices, output_hw):
+    """x (N, C, H, W), indices (N, C, H, W) -> y (N, C, Hout, Wout): zeros, x scattered to its indices.
+
+    One thread per input element writes ``y[n, c].flat[index] = x[n, c, h, w]``;
+    indices outside the output plane are skipped (validate them before calling).
+    """
+    cupy = _cupy()
+    dtype = _value_dtype("max_unpool_forward", x)
+    n, c, h, w = x.shape
+    out_h, out_w = (int(s) for s in output_hw)
+    x = cupy.ascontiguousarray(x)
+    indices = cupy.ascontiguousarray(indices, dtype=numpy.int64)
+    y = cupy.zeros((n, c, out_h, out_w), dtype=dtype)
+    _launch("max_unpool_forward", dtype, (x.size, y.size), x.size, (x, indices, y), (h * w, out_h * out_w))
+    return y
+
+
+def max_unpool_backward(dy, indices):
+    """dy (N, C, Hout, Wout), indices (N, C, H, W) -> dx (N, C, H, W): ``dx[n, c, h, w] = dy[n, c].flat[index]``.
+
+    A gather, one thread per input element (0 for an index outside the plane).
+    """
+    cupy = _cupy()
+    dtype = _value_dtype("max_unpool_backward", dy)
+    n, c, out_h, out_w = dy.shape
+    _, _, h, w = indices.shape
+    dy = cupy.ascontiguousarray(dy)
+    indices = cupy.ascontiguousarray(indices, dtype=numpy.int64)
+    dx = cupy.empty(indices.shape, dtype=dtype)
+    _launch("max_unpool_backward", dtype, (dx.size, dy.size), dx.size, (dy, indices, dx),
+            (h * w, out_h * out_w))
+    return dx

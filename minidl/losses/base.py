@@ -1,0 +1,100 @@
+"""The loss object protocol and the input checks the losses share.
+
+``value = loss(logits, target)`` runs the loss's functional forward, keeps its
+cache (unless inside ``minidl.no_grad()``) and returns a Python float (an
+array for reduction ``"none"``); ``loss.backward(upstream=None)`` runs the
+functional backward once and returns d value / d logits.
+"""
+from ..backend import check_same_device, get_array_module
+from ..functional.checks import check_float_array, shape_text
+from ..grad_mode import is_grad_enabled
+
+
+class Loss:
+    """Base class: subclasses set ``reductions`` and define ``forward_function`` and ``backward_function``."""
+
+    reductions = ("mean", "sum", "none")
+
+    def __init__(self, reduction):
+        name = type(self).__name__
+        if reduction not in self.reductions:
+            raise ValueError(f"{name}: reduction must be one of {self.reductions}, got {reduction!r}")
+        self.reduction = reduction
+        self.cache = None
+
+    def forward_function(self, logits, target):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward_function")
+
+    def backward_function(self, cache, upstream):
+        raise NotImplementedError(f"{type(self).__name__} does not define backward_function")
+
+    def __call__(self, logits, target):
+        value, cache = self.forward_function(logits, target)
+        self.cache = cache if is_grad_enabled() else None
+        return value if self.reduction == "none" else float(value)
+
+    def backward(self, upstream=None):
+        """d value / d logits, shaped and typed like the logits; ``upstream`` as in ``upstream_gradient``."""
+        if self.cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: no forward pass is waiting for its backward "
+                               "(call the loss first; forward inside no_grad() keeps nothing, and each "
+                               "forward allows one backward)")
+        cache, self.cache = self.cache, None
+        return self.backward_function(cache, upstream)
+
+
+def upstream_gradient(loss, upstream, reduction, value_shape, logits):
+    """The upstream gradient d(total)/d(value) as a multiplier in the logits' dtype.
+
+    None means 1. For ``"mean"``/``"sum"`` it is a number (or a one-element
+    array); for ``"none"`` an array of the value's shape on the logits' device.
+    """
+    if upstream is None:
+        return 1.0
+    if reduction != "none":
+        if getattr(upstream, "size", 1) != 1:
+            raise ValueError(f"{loss}.backward: the value is a scalar, got an upstream gradient of shape "
+                             f"{shape_text(upstream)}")
+        return float(upstream)
+    if tuple(getattr(upstream, "shape", ())) != tuple(value_shape):
+        raise ValueError(f"{loss}.backward: upstream gradient has shape {tuple(getattr(upstream, 'shape', ()))}, "
+                         f"the value had shape {tuple(value_shape)}")
+    check_same_device(f"{loss}.backward", upstream, logits, "logits")
+    return upstream.astype(logits.dtype, copy=False)
+
+
+def check_logits_and_target(loss, logits, target):
+    """Floating logits, a real-valued target array of the same shape on the same device."""
+    check_float_array(loss, logits, "logits")
+    if not hasattr(target, "shape") or not hasattr(target, "dtype"):
+        raise TypeError(f"{loss}: expected an array as target, got {type(target).__name__}")
+    if target.dtype.kind not in "biuf":
+        raise TypeError(f"{loss}: target must hold real numbers, got dtype {target.dtype}")
+    if tuple(target.shape) != tuple(logits.shape):
+        raise ValueError(f"{loss}: target shape {shape_text(target)} differs from logits shape {shape_text(logits)}")
+    check_same_device(loss, target, logits, "logits")
+
+
+def check_unit_interval(loss, array, name="target"):
+    """ValueError unless every entry lies in [0, 1], naming the range found."""
+    if array.size == 0:
+        return
+    xp = get_array_module(array)
+    low, high = float(xp.min(array)), float(xp.max(array))
+    if not (0 <= low and high <= 1):
+        raise ValueError(f"{loss}: {name} values must lie in [0, 1], found values in [{low:g}, {high:g}] "
+                         f"({name} of shape {shape_text(array)})")
+
+
+def as_logits_dtype(target, logits):
+    """The target in the logits' dtype (a copy only when the dtype differs)."""
+    return target.astype(logits.dtype, copy=False)
+
+
+def reduce_losses(losses, reduction):
+    """mean or sum to a 0-d array, or the array itself for ``"none"``."""
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses

@@ -1,0 +1,115 @@
+"""Cross-entropy over class logits, via a stable log-softmax along axis 1.
+
+For logits x (N, C, ...) and integer targets t (N, ...), per position:
+    log p_c = (x_c - m) - log sum_k e^(x_k - m),   m = max_k x_k
+    l = -w[t] log p_t            (w = 1 without class weights; 0 where t == ignore_index)
+"mean" divides the summed losses by the summed weights w[t] of the kept targets, as PyTorch.
+"""
+import numpy
+
+from ..backend import check_same_device, device_of, get_array_module, to_device
+from ..functional.checks import check_float_array, shape_text
+from .base import Loss, as_logits_dtype, upstream_gradient
+
+
+def _class_axis_shape(logits):
+    """(1, C, 1, ...): broadcasts a per-class vector along axis 1 of the logits."""
+    return (1, logits.shape[1]) + (1,) * (logits.ndim - 2)
+
+
+def cross_entropy_forward(logits, target, weight=None, reduction="mean", ignore_index=-100):
+    """logits (N, C, ...), integer target (N, ...), weight (C,) or None -> value, cache.
+
+    value: a 0-d array for ``"mean"``/``"sum"``, the per-position losses (N, ...)
+    for ``"none"`` (zero where the target is ``ignore_index``). When every
+    target is ignored, the mean is nan (as PyTorch) and the gradient zero.
+    """
+    xp = get_array_module(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    kept = target != ignore_index
+    safe_target = xp.where(kept, target, 0)
+    picked = xp.take_along_axis(log_probabilities, safe_target[:, None], axis=1)[:, 0]
+    position_weight = kept.astype(logits.dtype) if weight is None else weight[safe_target] * kept
+    losses = -picked * position_weight
+    total_weight = None
+    if reduction == "mean":
+        total_weight = float(position_weight.sum())
+        value = losses.sum() / total_weight if total_weight > 0 else xp.asarray(float("nan"), logits.dtype)
+    else:
+        value = losses.sum() if reduction == "sum" else losses
+    return value, (log_probabilities, safe_target, position_weight, total_weight, reduction)
+
+
+def cross_entropy_backward(cache, upstream=None):
+    """d value / d logits (N, C, ...); ``upstream``: None (= 1), a number, or for "none" an (N, ...) array."""
+    log_probabilities, safe_target, position_weight, total_weight, reduction = cache
+    xp = get_array_module(log_probabilities)
+    upstream = upstream_gradient("CrossEntropyLoss", upstream, reduction, safe_target.shape, log_probabilities)
+    if reduction == "mean":
+        upstream = upstream / total_weight if total_weight > 0 else 0.0
+    coefficient = (position_weight * upstream)[:, None]
+    classes = xp.arange(log_probabilities.shape[1]).reshape(_class_axis_shape(log_probabilities))
+    # dl/dx_c = w[t] (softmax_c - [c == t])
+    return (xp.exp(log_probabilities) - (classes == safe_target[:, None])) * coefficient
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy: logits (N, C, H, W) (or (N, C), or (N, C, d1, ...)), integer targets (N, H, W).
+
+    ``weight``: per-class weights (C,), used in the logits' dtype and on their
+    device; with weights the mean divides by the summed weights of the targets.
+    ``ignore_index`` (default -100, as PyTorch): positions with this target
+    contribute nothing and are left out of the mean. Class-probability targets
+    and label smoothing are not supported.
+    """
+
+    def __init__(self, weight=None, reduction="mean", ignore_index=-100):
+        super().__init__(reduction)
+        if weight is not None:
+            if not hasattr(weight, "dtype"):
+                weight = numpy.asarray(weight, dtype=numpy.float64)
+            if weight.dtype.kind not in "iuf" or weight.ndim != 1:
+                raise ValueError(f"CrossEntropyLoss: weight must be a real array of shape (C,), got dtype "
+                                 f"{weight.dtype} and shape {shape_text(weight)}")
+        self.weight = weight
+        self.ignore_index = int(ignore_index)
+
+    def _check(self, logits, target):
+        check_float_array("CrossEntropyLoss", logits, "logits")
+        if logits.ndim < 2:
+            raise ValueError(f"CrossEntropyLoss: expected logits (N, C, ...), got logits of shape {shape_text(logits)}")
+        if not hasattr(target, "dtype") or target.dtype.kind not in "iu":
+            raise TypeError(f"CrossEntropyLoss: target must be an integer array of class indices, got "
+                            f"{getattr(target, 'dtype', type(target).__name__)}")
+        expected = (logits.shape[0],) + tuple(logits.shape[2:])
+        if tuple(target.shape) != expected:
+            raise ValueError(f"CrossEntropyLoss: target of shape {shape_text(target)} does not match logits of "
+                             f"shape {shape_text(logits)}: expected target shape {expected}")
+        check_same_device("CrossEntropyLoss", target, logits, "logits")
+        classes = logits.shape[1]
+        if self.weight is not None and self.weight.shape[0] != classes:
+            raise ValueError(f"CrossEntropyLoss: weight of shape {shape_text(self.weight)} does not match "
+                             f"{classes} classes of logits of shape {shape_text(logits)}")
+        if target.size:
+            xp = get_array_module(target)
+            kept_targets = xp.where(target != self.ignore_index, target, 0)
+            low, high = int(kept_targets.min()), int(kept_targets.max())
+            if low < 0 or high >= classes:
+                raise ValueError(f"CrossEntropyLoss: target value {low if low < 0 else high} is outside "
+                                 f"[0, {classes}) for logits of shape {shape_text(logits)} "
+                                 f"(ignore_index={self.ignore_index})")
+
+    def forward_function(self, logits, target):
+        self._check(logits, target)
+        weight = self.weight
+        if weight is not None:
+            weight = as_logits_dtype(to_device(weight, device_of(logits)), logits)
+        return cross_entropy_forward(logits, target, weight, self.reduction, self.ignore_index)
+
+    def backward_function(self, cache, upstream):
+        return cross_entropy_backward(cache, upstream)
+
+    def __repr__(self):
+        extra = "" if self.weight is None else f", weight shape {tuple(self.weight.shape)}"
+        return f"CrossEntropyLoss(reduction={self.reduction!r}, ignore_index={self.ignore_index}{extra})"

@@ -1,0 +1,135 @@
+"""``MaxPool2d`` and ``MaxUnpool2d``: thin shells over ``minidl.functional.pooling``."""
+import numbers
+
+from ..backend import check_same_device
+from ..functional import checks
+from ..functional.pooling import (max_pool2d_backward, max_pool2d_forward, max_unpool2d_backward,
+                                  max_unpool2d_forward)
+from ..functional.windows import pair, window_output_size
+from .module import Module
+
+
+def _window_geometry(layer, kernel_size, stride, padding, dilation=1):
+    """kernel, stride (default: the kernel), padding, dilation as checked pairs."""
+    kernel = pair(kernel_size, f"{layer} kernel_size")
+    stride = kernel if stride is None else pair(stride, f"{layer} stride")
+    padding = pair(padding, f"{layer} padding")
+    dilation = pair(dilation, f"{layer} dilation")
+    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"{layer}: kernel_size, stride and dilation must be positive and padding non-negative, "
+                         f"got kernel_size={kernel}, stride={stride}, padding={padding}, dilation={dilation}")
+    return kernel, stride, padding, dilation
+
+
+class MaxPool2d(Module):
+    """Max over (kh, kw) windows. x (N, C, H, W) -> y (N, C, Ho, Wo), or (y, indices) with return_indices.
+
+    Ho = floor((H + 2*padding - dilation*(kernel-1) - 1) / stride) + 1, likewise Wo; padding
+    must be at most half the kernel (as PyTorch) and counts as -inf. ``indices`` (int64, y's
+    shape) holds the flat position h * W + w of each maximum in its input plane, the first
+    in scan order on ties. ``dilation`` is keyword-only (the API puts return_indices fourth).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, return_indices=False, *, dilation=1):
+        super().__init__()
+        if not isinstance(return_indices, bool):
+            raise TypeError(f"MaxPool2d: return_indices must be a bool, got {return_indices!r} "
+                            "(pass dilation by keyword: MaxPool2d(k, s, p, dilation=d))")
+        self.kernel_size, self.stride, self.padding, self.dilation = _window_geometry(
+            "MaxPool2d", kernel_size, stride, padding, dilation)
+        if any(self.padding[a] > self.kernel_size[a] // 2 for a in range(2)):
+            raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of kernel_size "
+                             f"{self.kernel_size}, as in PyTorch")
+        self.return_indices = return_indices
+
+    def forward(self, x):
+        checks.check_input_4d("MaxPool2d", x)
+        grid = [window_output_size(x.shape[2 + a], self.kernel_size[a], self.stride[a], self.padding[a],
+                                   self.dilation[a]) for a in range(2)]
+        if min(grid) < 1:
+            raise ValueError(f"MaxPool2d: input of shape {checks.shape_text(x)} is smaller than the window "
+                             f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
+        y, indices, cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        self.keep(cache, y)
+        return (y, indices) if self.return_indices else y
+
+    def backward(self, dy):
+        """dy (N, C, Ho, Wo) -> dx (N, C, H, W); the indices get no gradient."""
+        return max_pool2d_backward(dy, self.take_cache(dy))
+
+    def extra_repr(self):
+        text = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        return text + (", return_indices=True" if self.return_indices else "")
+
+
+class MaxUnpool2d(Module):
+    """The partial inverse of MaxPool2d: x (N, C, H, W) and its pooling indices -> y (N, C, Hout, Wout).
+
+    y is zero except y[n, c].flat[indices[n, c, h, w]] = x[n, c, h, w]. The default size is
+    Hout = (H - 1)*stride - 2*padding + kernel, likewise Wout; ``output_size`` as (Hout, Wout)
+    or (N, C, Hout, Wout) picks another within (default - stride, default + stride), as PyTorch
+    (for the odd sizes a pooling floored away). backward(dy) returns dx only.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, _ = _window_geometry("MaxUnpool2d", kernel_size, stride,
+                                                                          padding)
+
+    def output_hw(self, x, output_size=None):
+        """(Hout, Wout) for input x: the default, or ``output_size`` after PyTorch's range check."""
+        default = tuple((x.shape[2 + a] - 1) * self.stride[a] - 2 * self.padding[a] + self.kernel_size[a]
+                        for a in range(2))
+        if output_size is None:
+            size = default
+        else:
+            size = tuple(output_size)
+            if len(size) == 4:
+                size = size[2:]
+            if len(size) != 2 or not all(isinstance(s, numbers.Integral) for s in size):
+                raise ValueError(f"MaxUnpool2d: output_size must be (H, W) or (N, C, H, W) ints, "
+                                 f"got {output_size!r}")
+            size = tuple(int(s) for s in size)
+            for a in range(2):
+                low, high = default[a] - self.stride[a], default[a] + self.stride[a]
+                if not low < size[a] < high:
+                    raise ValueError(f"MaxUnpool2d: output_size {size} is invalid for input of shape "
+                                     f"{checks.shape_text(x)}: dim {a} must be strictly between {low} and {high}")
+        if min(size) < 1:
+            raise ValueError(f"MaxUnpool2d: input of shape {checks.shape_text(x)} gives a non-positive output "
+                             f"size {size} with kernel {self.kernel_size}, stride {self.stride}, "
+                             f"padding {self.padding}")
+        return size
+
+    def _check_indices(self, x, indices, size):
+        if not hasattr(indices, "dtype") or indices.dtype.kind not in "iu":
+            raise TypeError(f"MaxUnpool2d: indices must be an integer array, got "
+                            f"{getattr(indices, 'dtype', type(indices).__name__)}")
+        check_same_device("MaxUnpool2d", x, indices, what="indices")
+        if tuple(indices.shape) != tuple(x.shape):
+            raise ValueError(f"MaxUnpool2d: indices of shape {checks.shape_text(indices)} do not match input of "
+                             f"shape {checks.shape_text(x)}")
+        if indices.size:
+            low, high = int(indices.min()), int(indices.max())
+            if low < 0 or high >= size[0] * size[1]:
+                bad = low if low < 0 else high
+                raise ValueError(f"MaxUnpool2d: index {bad} does not fit the output planes of size "
+                                 f"{size[0]}x{size[1]} (valid indices 0..{size[0] * size[1] - 1}); pass the "
+                                 f"pooled input's size as output_size")
+
+    def forward(self, x, indices, output_size=None):
+        checks.check_input_4d("MaxUnpool2d", x)
+        size = self.output_hw(x, output_size)
+        self._check_indices(x, indices, size)
+        y, cache = max_unpool2d_forward(x, indices, size)
+        self.keep(cache, y)
+        return y
+
+    def backward(self, dy):
+        """dy (N, C, Hout, Wout) -> dx (N, C, H, W)."""
+        return max_unpool2d_backward(dy, self.take_cache(dy))
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -1,0 +1,88 @@
+"""Checkpoints: one npz of arrays and numbers, written atomically with ``minidl.save``, read without pickle.
+
+Keys: ``model.<name>`` (the model's state_dict), ``optim.<key>`` (the
+optimizer's flat state_dict), ``epoch`` and ``step`` (where training resumes:
+``step`` batches of ``epoch`` are done), ``rng.state`` (the PCG64 state and
+increment of the epoch's generator at the start of that epoch, as four 64-bit
+words) with ``rng.has_uint32`` and ``rng.uinteger``, ``config`` (the run's
+settings as a JSON string array), ``history.<column>`` (per-epoch metrics),
+``best_dice`` and ``partial.*`` (the running sums of an interrupted epoch).
+"""
+import os
+
+import numpy
+
+from ..serialization import load, save
+from .config import TrainConfig
+from .errors import CheckpointError
+
+WORD = (1 << 64) - 1
+
+
+def rng_state_arrays(generator):
+    """A numpy Generator's PCG64 state as arrays: {"rng.state": uint64 (4,), "rng.has_uint32", "rng.uinteger"}."""
+    state = generator.bit_generator.state
+    if state["bit_generator"] != "PCG64":
+        raise TypeError(f"rng_state_arrays: only PCG64 generators are supported, got {state['bit_generator']}")
+    inner = state["state"]
+    words = [inner["state"] >> 64, inner["state"] & WORD, inner["inc"] >> 64, inner["inc"] & WORD]
+    return {"rng.state": numpy.array(words, dtype=numpy.uint64),
+            "rng.has_uint32": numpy.int64(state["has_uint32"]), "rng.uinteger": numpy.uint64(state["uinteger"])}
+
+
+def generator_from_arrays(arrays):
+    """The numpy Generator whose state ``rng_state_arrays`` wrote."""
+    high_state, low_state, high_inc, low_inc = (int(word) for word in arrays["rng.state"])
+    bit_generator = numpy.random.PCG64()
+    bit_generator.state = {"bit_generator": "PCG64",
+                           "state": {"state": (high_state << 64) | low_state, "inc": (high_inc << 64) | low_inc},
+                           "has_uint32": int(arrays["rng.has_uint32"]), "uinteger": int(arrays["rng.uinteger"])}
+    return numpy.random.Generator(bit_generator)
+
+
+def save_checkpoint(path, model, optimizer, config, epoch, step, generator, history, best_dice, partial=None):
+    """Write everything a run needs to continue exactly (see the module docstring)."""
+    state = {f"model.{name}": value for name, value in model.state_dict().items()}
+    state.update({f"optim.{key}": value for key, value in optimizer.state_dict().items()})
+    state.update(rng_state_arrays(generator))
+    state.update({f"history.{column}": numpy.asarray(values, dtype=numpy.float64)
+                  for column, values in history.items()})
+    state.update({f"partial.{key}": value for key, value in (partial or {}).items()})
+    state.update({"epoch": epoch, "step": step, "best_dice": best_dice, "config": numpy.array(config.to_json())})
+    save(path, state)
+
+
+def read_checkpoint(path):
+    """Load a checkpoint: a dict with "model", "optim", "history", "partial" sub-dicts, "config" and the rest.
+
+    Raises ``CheckpointError`` when the file is missing, unreadable or not a minidl checkpoint.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "last.npz")
+    try:
+        flat = load(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path}: {error}") from None
+    required = ("config", "epoch", "step", "rng.state", "best_dice")
+    if any(key not in flat for key in required):
+        raise CheckpointError(f"checkpoint {path}: not a train_lung checkpoint (needs {', '.join(required)})")
+    sections = {"model": {}, "optim": {}, "history": {}, "partial": {}}
+    for key, value in flat.items():
+        section, _, name = key.partition(".")
+        if section in sections:
+            sections[section][name] = value
+    try:
+        config = TrainConfig.from_json(str(flat["config"]))
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {path}: unreadable config ({error})") from None
+    return {**sections, "path": path, "config": config, "epoch": int(flat["epoch"]), "step": int(flat["step"]),
+            "best_dice": float(flat["best_dice"]), "generator": generator_from_arrays(flat)}
+
+
+def load_model_weights(model, checkpoint):
+    """Copy a checkpoint's weights into ``model``; a mismatch becomes a ``CheckpointError``."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {checkpoint['path']}: weights do not fit the model ({error})") from None

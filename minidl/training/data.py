@@ -1,0 +1,29 @@
+"""The images a run trains and validates on: the synthetic set, or a dataset folder, split with the seed."""
+import numpy
+
+from ..data import find_pairs, load_pairs, split_indices, synthetic_dataset
+
+
+def load_examples(config, cache_dir=None, log=print):
+    """All examples of the run at ``config.size``: images (N, 1, S, S) float32 in [0, 1], masks (N, 1, S, S) float32.
+
+    ``config.data`` None means ``config.synthetic_count`` synthetic radiographs from ``config.seed``;
+    otherwise the folder's layout is detected and its report printed through ``log``.
+    """
+    size = (config.size, config.size)
+    if config.data is None:
+        images, masks = synthetic_dataset(config.synthetic_count, config.size, config.seed)
+        log(f"dataset: {config.synthetic_count} synthetic chest X-rays at {config.size}x{config.size} "
+            f"(seed {config.seed})")
+    else:
+        report = find_pairs(config.data)
+        for line in report.lines():
+            log(line)
+        images, masks = load_pairs(report.pairs, size, config.data, cache_dir)
+    return images[:, None], masks[:, None].astype(numpy.float32)
+
+
+def split_examples(config, images, masks):
+    """{"train": (images, masks), "val": ..., "test": ...} from a split seeded with ``config.seed``."""
+    train, val, test = split_indices(len(images), config.val_fraction, config.test_fraction, config.seed)
+    return {name: (images[index], masks[index]) for name, index in (("train", train), ("val", val), ("test", test))}

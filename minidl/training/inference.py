@@ -1,0 +1,57 @@
+"""Using a trained checkpoint: lung masks and overlays for image files, and Dice / IoU on a dataset folder."""
+import os
+
+import numpy
+from PIL import Image
+
+from ..backend import require_gpu
+from ..data import find_pairs, load_pairs, read_image, resize_image
+from .builders import build_loss, build_model
+from .checkpoint import load_model_weights, read_checkpoint
+from .evaluation import evaluate, predict_probabilities
+from .plots import overlay
+
+
+def load_trained_model(checkpoint_path, device="cpu"):
+    """(model in eval mode on ``device``, its TrainConfig) from a checkpoint file or run folder."""
+    if device == "gpu":
+        require_gpu("train_lung")
+    checkpoint = read_checkpoint(checkpoint_path)
+    config = checkpoint["config"]
+    model = build_model(config)
+    load_model_weights(model, checkpoint)
+    return model.to(device).eval(), config
+
+
+def predict_files(model, config, paths, out_dir, device="cpu"):
+    """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` at each image's original size.
+
+    Each image is resized to the training size, segmented, and the lung probability resized back
+    (bilinear) and thresholded at 0.5. Returns the written file paths.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for path in paths:
+        image = read_image(path)
+        resized = resize_image(image, (config.size, config.size))
+        probability = predict_probabilities(model, resized[None, None], 1, device)[0]
+        probability = numpy.asarray(Image.fromarray(probability).resize(image.shape[::-1], Image.BILINEAR))
+        mask = probability >= 0.5
+        stem = os.path.splitext(os.path.basename(path))[0]
+        mask_path = os.path.join(out_dir, f"{stem}_mask.png")
+        overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
+        Image.fromarray(mask.astype(numpy.uint8) * 255).save(mask_path)
+        overlay(image, mask).save(overlay_path)
+        written += [mask_path, overlay_path]
+    return written
+
+
+def evaluate_folder(model, config, data, cache_dir=None, device="cpu", log=print):
+    """Mean loss, Dice and IoU of ``model`` on every pair in the dataset folder ``data``, at the training size."""
+    report = find_pairs(data)
+    for line in report.lines():
+        log(line)
+    images, masks = load_pairs(report.pairs, (config.size, config.size), data, cache_dir)
+    metrics, _ = evaluate(model, build_loss(config.loss), config.loss, images[:, None],
+                          masks[:, None].astype(numpy.float32), config.batch_size, device)
+    return {**metrics, "count": len(images)}

@@ -1,0 +1,124 @@
+"""BatchNorm2d: finite differences, PyTorch parity (running statistics too), state_dict, bad input."""
+import numpy
+import pytest
+from helpers import assert_close, copy_weights
+
+import minidl
+from minidl.gradcheck import TOLERANCE, check_module
+
+OPTIONS = [(affine, track) for affine in (True, False) for track in (True, False)]
+
+
+def _randomised(layer, rng):
+    """Non-trivial weight, bias and running statistics, so eval-mode checks mean something."""
+    if layer.affine:
+        layer.weight.data[...] = rng.uniform(0.5, 1.5, layer.num_features)
+        layer.bias.data[...] = rng.uniform(-1, 1, layer.num_features)
+    if layer.track_running_stats:
+        layer.running_mean[...] = rng.uniform(-1, 1, layer.num_features)
+        layer.running_var[...] = rng.uniform(0.5, 2, layer.num_features)
+    return layer
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine, track", OPTIONS)
+def test_gradcheck(training, affine, track, rng):
+    layer = minidl.nn.BatchNorm2d(3, affine=affine, track_running_stats=track).double()
+    _randomised(layer, rng).train(training)
+    errors = check_module(layer, rng.standard_normal((2, 3, 3, 4)) * 2 + 1)
+    assert set(errors) == ({"input", "weight", "bias"} if affine else {"input"})
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+@pytest.mark.parametrize("dtype, rtol", [(numpy.float64, 1e-10), (numpy.float32, 2e-5)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("affine, track", OPTIONS)
+def test_matches_torch_over_training_steps_then_eval(torch, affine, track, momentum, dtype, rtol, rng):
+    torch_layer = torch.nn.BatchNorm2d(4, affine=affine, track_running_stats=track, momentum=momentum)
+    torch_layer = torch_layer.to(torch.float64 if dtype == numpy.float64 else torch.float32)
+    if affine:
+        with torch.no_grad():
+            torch_layer.weight.uniform_(0.5, 1.5)
+            torch_layer.bias.uniform_(-1, 1)
+    layer = minidl.nn.BatchNorm2d(4, affine=affine, track_running_stats=track, momentum=momentum).to(dtype=dtype)
+    copy_weights(torch_layer, layer)
+    for step in range(4):
+        if step == 3:
+            torch_layer.eval()
+            layer.eval()
+        x = (rng.standard_normal((3, 4, 5, 6)) * rng.uniform(0.5, 3, (1, 4, 1, 1)) + 2).astype(dtype)
+        dy = rng.standard_normal(x.shape).astype(dtype)
+        x_torch = torch.tensor(x, requires_grad=True)
+        y_torch = torch_layer(x_torch)
+        y_torch.backward(torch.tensor(dy))
+        layer.zero_grad()
+        y = layer(x)
+        dx = layer.backward(dy)
+        assert y.dtype == dtype and dx.dtype == dtype
+        assert_close(y, y_torch.detach().numpy(), rtol=rtol, atol=rtol, name=f"y, step {step}")
+        assert_close(dx, x_torch.grad.numpy(), rtol=rtol, atol=rtol, name=f"dx, step {step}")
+        if affine:
+            for name, parameter in layer.named_parameters():
+                torch_parameter = getattr(torch_layer, name)
+                assert_close(parameter.grad, torch_parameter.grad.numpy(), rtol=rtol, atol=rtol, name=f"d{name}")
+                torch_parameter.grad = None
+        state, torch_state = layer.state_dict(), torch_layer.state_dict()
+        assert list(state) == list(torch_state)
+        for key, value in torch_state.items():
+            assert state[key].dtype == value.numpy().dtype
+            assert_close(state[key], value.numpy(), rtol=rtol, atol=rtol, name=f"{key}, step {step}")
+
+
+def test_state_dict_keys_and_buffers_match_torch(torch):
+    for affine, track in OPTIONS:
+        torch_layer = torch.nn.BatchNorm2d(5, affine=affine, track_running_stats=track)
+        layer = minidl.nn.BatchNorm2d(5, affine=affine, track_running_stats=track)
+        assert list(layer.state_dict()) == list(torch_layer.state_dict())
+        assert [name for name, _ in layer.named_parameters()] == [n for n, _ in torch_layer.named_parameters()]
+    layer = minidl.nn.BatchNorm2d(5).double()
+    assert layer.num_batches_tracked.dtype == numpy.int64 and layer.num_batches_tracked.shape == ()
+    assert layer.running_var.dtype == numpy.float64
+
+
+def test_running_statistics_update_inside_no_grad_and_nothing_is_kept(rng):
+    layer = minidl.nn.BatchNorm2d(2).double()
+    x = rng.standard_normal((4, 2, 3, 3)) + 5
+    with minidl.no_grad():
+        layer(x)
+    expected_mean = 0.1 * x.mean(axis=(0, 2, 3))
+    expected_var = 0.9 + 0.1 * x.var(axis=(0, 2, 3), ddof=1)
+    numpy.testing.assert_allclose(layer.running_mean, expected_mean, rtol=1e-12)
+    numpy.testing.assert_allclose(layer.running_var, expected_var, rtol=1e-12)
+    assert int(layer.num_batches_tracked) == 1
+    with pytest.raises(RuntimeError, match="no forward pass"):
+        layer.backward(numpy.ones_like(x))
+
+
+def test_eval_mode_leaves_running_statistics_alone(rng):
+    layer = _randomised(minidl.nn.BatchNorm2d(3), rng).eval()
+    before = layer.state_dict()
+    layer(rng.standard_normal((2, 3, 4, 4)).astype(numpy.float32))
+    for key, value in layer.state_dict().items():
+        numpy.testing.assert_array_equal(value, before[key])
+
+
+def test_float32_statistics_survive_a_large_mean(rng):
+    # a one-pass E[x^2] - E[x]^2 loses the variance (0.01) in float32 rounding of E[x^2] (~1e6 * 6e-8)
+    x = (rng.standard_normal((2, 3, 16, 16)) * 0.1 + 1000.0).astype(numpy.float32)
+    y = minidl.nn.BatchNorm2d(3, affine=False, track_running_stats=False)(x)
+    reference = minidl.nn.BatchNorm2d(3, affine=False, track_running_stats=False).double()(x.astype(numpy.float64))
+    assert y.dtype == numpy.float32
+    assert_close(y, reference, rtol=5e-3, atol=5e-3, name="y")
+
+
+@pytest.mark.parametrize("layer, x, error, message", [
+    (minidl.nn.BatchNorm2d(3), numpy.zeros((2, 3, 4), numpy.float32), ValueError, r"4-D.*\(2, 3, 4\)"),
+    (minidl.nn.BatchNorm2d(3), numpy.zeros((2, 4, 4, 4), numpy.float32), ValueError,
+     r"expected 3 channels, got input of shape \(2, 4, 4, 4\)"),
+    (minidl.nn.BatchNorm2d(3), numpy.zeros((2, 3, 4, 4), numpy.int64), TypeError, "floating"),
+    (minidl.nn.BatchNorm2d(3), numpy.zeros((2, 3, 4, 4), numpy.float64), TypeError, "float64.*float32"),
+    (minidl.nn.BatchNorm2d(3), numpy.zeros((1, 3, 1, 1), numpy.float32), ValueError, "more than 1 value"),
+])
+def test_rejects_bad_input(layer, x, error, message):
+    with pytest.raises(error, match=message):
+        layer(x)

@@ -1,0 +1,203 @@
+"""Conv2d and ConvTranspose2d: finite differences, PyTorch parity, initialisation and input errors."""
+import math
+
+import numpy
+import pytest
+
+import minidl
+from minidl.gradcheck import TOLERANCE, check_module
+from minidl.nn import Conv2d, ConvTranspose2d
+
+from helpers import assert_close, copy_weights
+
+# (kernel, stride, padding, dilation, bias, batch, (H, W)): every value of each option appears at least once
+CONV_CONFIGS = [
+    (1, 1, 0, 1, True, 1, (5, 6)),
+    (3, 1, 1, 1, True, 3, (13, 17)),
+    (3, 2, 0, 2, False, 1, (13, 17)),
+    (5, 3, 2, 1, True, 1, (13, 17)),
+    (3, (2, 1), (0, 2), (1, 2), True, 3, (7, 9)),
+    ((3, 5), 3, (2, 1), 2, False, 1, (13, 17)),
+    ((1, 3), (1, 3), (1, 0), 1, True, 1, (6, 8)),
+]
+
+# (kernel, stride, padding, output_padding, dilation, bias, batch, (H, W))
+TRANSPOSED_CONFIGS = [
+    (1, 1, 0, 0, 1, True, 1, (5, 6)),
+    (3, 2, 1, 1, 1, True, 3, (5, 7)),
+    (3, 1, 0, 1, 2, False, 1, (4, 5)),
+    (5, 3, 2, 0, 1, True, 1, (4, 6)),
+    ((3, 5), (2, 3), (0, 2), (1, 0), (1, 2), True, 3, (3, 4)),
+    (3, 3, (2, 1), (2, 0), 1, False, 1, (5, 4)),
+    (3, 2, (0, 1), 0, 2, True, 1, (13, 17)),
+]
+
+
+def build_conv(config):
+    kernel, stride, padding, dilation, bias, batch, size = config
+    return Conv2d(2, 3, kernel, stride, padding, dilation, bias), (batch, 2) + size
+
+
+def build_transposed(config):
+    kernel, stride, padding, output_padding, dilation, bias, batch, size = config
+    return ConvTranspose2d(2, 3, kernel, stride, padding, output_padding, dilation, bias), (batch, 2) + size
+
+
+def torch_twin(torch, module):
+    """The PyTorch layer with the same hyper-parameters and weights (float64)."""
+    if isinstance(module, ConvTranspose2d):
+        twin = torch.nn.ConvTranspose2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                                        module.padding, module.output_padding, bias=module.bias is not None,
+                                        dilation=module.dilation)
+    else:
+        twin = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                               module.padding, module.dilation, bias=module.bias is not None)
+    return twin
+
+
+def assert_parity(torch, module, x, rtol):
+    """Forward and backward of ``module`` against PyTorch with the same weights, input and upstream gradient."""
+    twin = torch_twin(torch, module).to(torch.float64 if x.dtype == numpy.float64 else torch.float32)
+    copy_weights(twin, module)
+    x_torch = torch.tensor(x, requires_grad=True)
+    y_torch = twin(x_torch)
+    y = module(x)
+    upstream = numpy.random.default_rng(7).standard_normal(y.shape).astype(x.dtype)
+    y_torch.backward(torch.tensor(upstream))
+    module.zero_grad()
+    dx = module.backward(upstream)
+    assert y.dtype == x.dtype and dx.dtype == x.dtype
+    assert_close(y, y_torch.detach().numpy(), rtol, atol=rtol * numpy.abs(y).max(), name="output")
+    assert_close(dx, x_torch.grad.numpy(), rtol, atol=rtol * numpy.abs(dx).max(), name="input grad")
+    for name, parameter in module.named_parameters():
+        expected = dict(twin.named_parameters())[name].grad.numpy()
+        assert_close(parameter.grad, expected, rtol, atol=rtol * numpy.abs(expected).max(), name=f"{name} grad")
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS, ids=str)
+def test_conv2d_finite_differences(config, rng):
+    module, shape = build_conv(config)
+    errors = check_module(module, rng.standard_normal(shape))
+    assert set(errors) == {"input", "weight"} | ({"bias"} if config[4] else set())
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+@pytest.mark.parametrize("config", TRANSPOSED_CONFIGS, ids=str)
+def test_conv_transpose2d_finite_differences(config, rng):
+    module, shape = build_transposed(config)
+    errors = check_module(module, rng.standard_normal(shape))
+    assert set(errors) == {"input", "weight"} | ({"bias"} if config[5] else set())
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS, ids=str)
+def test_conv2d_matches_pytorch_float64(config, torch, rng):
+    module, shape = build_conv(config)
+    assert_parity(torch, module.double(), rng.standard_normal(shape), rtol=1e-7)
+
+
+@pytest.mark.parametrize("config", TRANSPOSED_CONFIGS, ids=str)
+def test_conv_transpose2d_matches_pytorch_float64(config, torch, rng):
+    module, shape = build_transposed(config)
+    assert_parity(torch, module.double(), rng.standard_normal(shape), rtol=1e-7)
+
+
+def test_conv2d_matches_pytorch_float32_at_a_realistic_size(torch, rng):
+    module = Conv2d(16, 32, 3, padding=1)
+    assert_parity(torch, module, rng.standard_normal((8, 16, 128, 192), dtype=numpy.float32), rtol=1e-4)
+
+
+def test_conv_transpose2d_output_size_follows_pytorch(torch, rng):
+    module = ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1)
+    x = rng.standard_normal((1, 2, 7, 5)).astype(numpy.float32)
+    assert module(x).shape == tuple(torch_twin(torch, module)(torch.tensor(x)).shape) == (1, 3, 14, 10)
+
+
+def test_transposed_conv_is_the_adjoint_of_conv(rng):
+    # <conv(x), y> = <x, conv_transpose(y)> with the same weight and no bias
+    conv = Conv2d(3, 4, 3, stride=2, padding=1, bias=False).double()
+    transposed = ConvTranspose2d(4, 3, 3, stride=2, padding=1, bias=False).double()
+    transposed.weight.data[...] = conv.weight.data
+    x = rng.standard_normal((2, 3, 9, 9))
+    y = rng.standard_normal(conv(x).shape)
+    assert math.isclose(numpy.sum(conv(x) * y), numpy.sum(x * transposed(y)), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("layer, weight_shape, fan_in",
+                         [(lambda: Conv2d(64, 32, 3), (32, 64, 3, 3), 64 * 9),
+                          (lambda: ConvTranspose2d(16, 48, (3, 5)), (16, 48, 3, 5), 48 * 15)])
+def test_initialisation_is_pytorch_default(layer, weight_shape, fan_in):
+    module = layer()
+    bound = 1 / math.sqrt(fan_in)
+    weight, bias = module.weight.data, module.bias.data
+    assert weight.shape == weight_shape and weight.dtype == numpy.float32 and bias.dtype == numpy.float32
+    assert numpy.abs(weight).max() <= bound and numpy.abs(bias).max() <= bound
+    assert numpy.abs(weight).max() > 0.99 * bound
+    assert abs(weight.std() / (bound / math.sqrt(3)) - 1) < 0.05
+    assert abs(weight.mean()) < 0.05 * bound
+
+
+def test_initialisation_is_reproducible_from_the_seed():
+    minidl.manual_seed(42)
+    first = Conv2d(3, 4, 3).state_dict()
+    minidl.manual_seed(42)
+    second = Conv2d(3, 4, 3).state_dict()
+    third = Conv2d(3, 4, 3).state_dict()
+    for key in first:
+        numpy.testing.assert_array_equal(first[key], second[key])
+        assert not numpy.array_equal(first[key], third[key])
+
+
+@pytest.mark.parametrize("layer", [Conv2d, ConvTranspose2d])
+def test_float32_stays_float32_and_a_dtype_mismatch_is_refused(layer, rng):
+    module = layer(2, 3, 3, padding=1)
+    x = rng.standard_normal((1, 2, 5, 5)).astype(numpy.float32)
+    y = module(x)
+    assert y.dtype == numpy.float32 and module.backward(numpy.ones_like(y)).dtype == numpy.float32
+    assert module.weight.grad.dtype == numpy.float32
+    with pytest.raises(TypeError, match=rf"{layer.__name__}: input dtype float64 \(shape \(1, 2, 5, 5\)\)"):
+        module(x.astype(numpy.float64))
+
+
+@pytest.mark.parametrize("layer", [Conv2d, ConvTranspose2d])
+def test_bad_input_names_the_layer_and_the_shape(layer):
+    name = layer.__name__
+    module = layer(3, 4, 3)
+    with pytest.raises(ValueError, match=rf"{name}: expected a 4-D input \(N, C, H, W\), got input of shape "
+                                         r"\(3, 8, 8\)"):
+        module(numpy.zeros((3, 8, 8), numpy.float32))
+    with pytest.raises(ValueError, match=rf"{name}: expected 3 input channels, got input of shape \(2, 4, 8, 8\)"):
+        module(numpy.zeros((2, 4, 8, 8), numpy.float32))
+    with pytest.raises(TypeError, match=rf"{name}: expected a floating-point input, got dtype int64 for input "
+                                        r"of shape \(2, 3, 8, 8\)"):
+        module(numpy.zeros((2, 3, 8, 8), numpy.int64))
+
+
+def test_conv2d_input_smaller_than_the_dilated_kernel():
+    module = Conv2d(3, 4, 3, dilation=2, padding=(1, 0))
+    module(numpy.zeros((1, 3, 5, 5), numpy.float32))
+    with pytest.raises(ValueError, match=r"Conv2d: input of shape \(1, 3, 4, 4\) is smaller than the kernel "
+                                         r"\(3, 3\) with dilation \(2, 2\)"):
+        module(numpy.zeros((1, 3, 4, 4), numpy.float32))
+
+
+def test_conv_transpose2d_non_positive_output_size():
+    module = ConvTranspose2d(3, 4, 3, padding=2)
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: input of shape \(1, 3, 1, 2\) gives a non-positive "
+                                         r"output size \(-1, 0\)"):
+        module(numpy.zeros((1, 3, 1, 2), numpy.float32))
+
+
+@pytest.mark.parametrize("stride, dilation, output_padding", [(2, 1, 2), (1, 1, 1), (2, 3, (0, 3)), (1, 1, -1)])
+def test_conv_transpose2d_bad_output_padding(stride, dilation, output_padding):
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: output_padding \(.*\) must be non-negative and smaller "
+                                         r"than max\(stride, dilation\)"):
+        ConvTranspose2d(3, 4, 3, stride=stride, output_padding=output_padding, dilation=dilation)
+
+
+@pytest.mark.parametrize("arguments, text", [((0, 4, 3), "channel counts must be positive, got in_channels=0"),
+                                             ((3, 4, 0), r"must be positive .*got kernel_size=\(0, 0\)"),
+                                             ((3, 4, 3, 1, -1), r"padding non-negative, .*padding=\(-1, -1\)")])
+def test_bad_constructor_arguments(arguments, text):
+    with pytest.raises(ValueError, match=f"Conv2d: .*{text}"):
+        Conv2d(*arguments)

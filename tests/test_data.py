@@ -1,0 +1,199 @@
+"""The data layer: layout detection and pairing, image decoding, resizing, caching, split and augmentation."""
+import os
+
+import numpy
+import pytest
+from PIL import Image
+
+from minidl.data import (DataError, apply_augmentation, draw_augmentation, find_pairs, load_pairs, read_image,
+                         read_mask, resize_image, resize_mask, split_indices, synthetic_dataset, write_layout)
+from minidl.data import dataset as dataset_module
+
+SIZE, COUNT, SEED = 32, 6, 5
+
+
+def synthetic_index(name, layout):
+    """Which synthetic example a written file holds, from its real-style name."""
+    number = int(name.split("_")[1]) - 1
+    if layout == "kaggle":
+        return 2 * number + name.startswith("CHNCXR")
+    return number
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return synthetic_dataset(COUNT, SIZE, SEED)
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "montgomery", "shenzhen", "generic"])
+def test_each_layout_is_detected_fully_paired_and_loaded(tmp_path, layout, reference):
+    write_layout(tmp_path, layout, COUNT, SEED, size=SIZE)
+    report = find_pairs(tmp_path)
+    assert report.layout == layout
+    assert len(report.pairs) == COUNT and report.image_count == COUNT
+    assert report.unpaired_images == [] and report.unpaired_masks == []
+    images, masks = load_pairs(report.pairs, (SIZE, SIZE), tmp_path)
+    order = [synthetic_index(pair.name, layout) for pair in report.pairs]
+    assert sorted(order) == list(range(COUNT))
+    assert images.dtype == numpy.float32 and masks.dtype == bool
+    numpy.testing.assert_allclose(images, reference[0][order], atol=0.5 / 255 + 1e-6)
+    numpy.testing.assert_array_equal(masks, reference[1][order])
+
+
+def test_kaggle_pairs_both_mask_namings_and_lists_test_images(tmp_path):
+    write_layout(tmp_path, "kaggle", 8, SEED, size=SIZE, test_count=3)
+    report = find_pairs(tmp_path)
+    montgomery = [pair for pair in report.pairs if pair.name.startswith("MCUCXR")]
+    shenzhen = [pair for pair in report.pairs if pair.name.startswith("CHNCXR")]
+    assert len(montgomery) == 4 and len(shenzhen) == 4
+    assert all(os.path.basename(pair.masks[0]) == pair.name + ".png" for pair in montgomery)
+    assert all(os.path.basename(pair.masks[0]) == pair.name + "_mask.png" for pair in shenzhen)
+    assert len(report.test_images) == 3
+    assert report.root.endswith("Lung Segmentation")
+
+
+def test_unpaired_files_are_reported_by_name(tmp_path):
+    root = write_layout(tmp_path, "kaggle", 4, SEED, size=SIZE, test_count=0)
+    os.remove(os.path.join(root, "masks", "CHNCXR_0001_1_mask.png"))
+    Image.new("L", (SIZE, SIZE)).save(os.path.join(root, "masks", "CHNCXR_0099_0_mask.png"))
+    report = find_pairs(root)
+    assert len(report.pairs) == 3
+    assert report.unpaired_images == ["CHNCXR_0001_1.png"]
+    assert report.unpaired_masks == ["CHNCXR_0099_0_mask.png"]
+    text = "\n".join(report.lines())
+    assert "CHNCXR_0001_1.png" in text and "CHNCXR_0099_0_mask.png" in text and "3 pairs used" in text
+
+
+def test_montgomery_needs_both_lungs_and_takes_their_union(tmp_path, reference):
+    write_layout(tmp_path, "montgomery", COUNT, SEED, size=SIZE)
+    left = tmp_path / "ManualMask" / "leftMask"
+    names = sorted(os.listdir(left))
+    os.remove(left / names[0])
+    report = find_pairs(tmp_path)
+    assert report.unpaired_images == [names[0]]
+    assert report.unpaired_masks == [f"ManualMask/rightMask/{names[0]}"]
+    pair = report.pairs[0]
+    left_only, right_only = read_mask(pair.masks[0]), read_mask(pair.masks[1])
+    union = read_mask(pair.masks)
+    assert left_only.any() and right_only.any()
+    numpy.testing.assert_array_equal(union, left_only | right_only)
+    numpy.testing.assert_array_equal(union, reference[1][synthetic_index(pair.name, "montgomery")])
+
+
+def test_missing_unrecognised_and_empty_datasets_raise(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        find_pairs(tmp_path / "nowhere")
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(DataError, match="unrecognised layout.*photos"):
+        find_pairs(tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(DataError, match="no image has a mask"):
+        find_pairs(tmp_path)
+
+
+def test_corrupt_image_and_mismatched_mask_are_named(tmp_path):
+    root = write_layout(tmp_path, "generic", 2, SEED, size=SIZE)
+    report = find_pairs(root)
+    broken = report.pairs[0].image
+    with open(broken, "wb") as stream:
+        stream.write(b"not a png at all")
+    with pytest.raises(DataError, match="cannot read image .*case_001.png"):
+        load_pairs(report.pairs, (SIZE, SIZE), root)
+    Image.new("L", (SIZE + 3, SIZE)).save(report.pairs[1].masks[0])
+    with pytest.raises(DataError, match=r"mask .*case_002.* is 35x32 but its image .* is 32x32"):
+        load_pairs(report.pairs[1:], (SIZE, SIZE), root)
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16", "RGB", "P", "LA", "JPEG"])
+def test_read_image_scales_each_format_by_its_range(tmp_path, mode):
+    gradient = numpy.linspace(0.0, 1.0, 64).reshape(8, 8)
+    path = str(tmp_path / ("image.jpg" if mode == "JPEG" else "image.png"))
+    if mode == "I;16":
+        Image.fromarray(numpy.round(gradient * 65535).astype(numpy.uint16)).save(path)
+    else:
+        picture = Image.fromarray(numpy.round(gradient * 255).astype(numpy.uint8))
+        picture.convert("L" if mode == "JPEG" else mode).save(path, quality=100)
+    image = read_image(path)
+    assert image.dtype == numpy.float32 and image.shape == (8, 8)
+    tolerance = {"I;16": 0.5 / 65535 + 1e-7, "JPEG": 0.03, "P": 0.01}.get(mode, 0.5 / 255 + 1e-6)
+    numpy.testing.assert_allclose(image, gradient, atol=tolerance)
+
+
+def test_masks_binarise_at_half_their_range(tmp_path):
+    Image.fromarray(numpy.array([[0, 127, 128, 255]], numpy.uint8)).save(tmp_path / "eight.png")
+    Image.fromarray(numpy.array([[0, 32767, 32768, 65535]], numpy.uint16)).save(tmp_path / "sixteen.png")
+    Image.fromarray(numpy.array([[0, 1, 1, 0]], numpy.uint8) * 255).convert("RGB").save(tmp_path / "rgb.png")
+    numpy.testing.assert_array_equal(read_mask(str(tmp_path / "eight.png")), [[False, False, True, True]])
+    numpy.testing.assert_array_equal(read_mask(str(tmp_path / "sixteen.png")), [[False, False, True, True]])
+    numpy.testing.assert_array_equal(read_mask(str(tmp_path / "rgb.png")), [[False, True, True, False]])
+
+
+def test_resize_is_bilinear_for_images_and_nearest_for_masks():
+    ramp = numpy.tile(numpy.linspace(0.0, 1.0, 64, dtype=numpy.float32), (64, 1))
+    small = resize_image(ramp, (16, 16))
+    assert small.dtype == numpy.float32 and small.shape == (16, 16)
+    numpy.testing.assert_allclose(small[:, 1:-1], ramp[::4, :].reshape(16, 16, 4).mean(axis=2)[:, 1:-1], atol=1e-5)
+    mask = numpy.zeros((64, 64), bool)
+    mask[16:48, 8:40] = True
+    resized = resize_mask(mask, (16, 16))
+    assert resized.dtype == bool and resized.sum() == 8 * 8
+    assert resized[4:12, 2:10].all()
+
+
+def test_decoded_images_are_cached_and_refreshed_when_a_file_changes(tmp_path, monkeypatch):
+    root = write_layout(tmp_path / "data", "shenzhen", 3, SEED, size=48)
+    report = find_pairs(root)
+    cache = tmp_path / "cache"
+    images, masks = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
+    assert len(os.listdir(cache)) == 1 and os.listdir(cache)[0].endswith(".npz")
+    decoded = []
+    original = dataset_module.load_pair
+    monkeypatch.setattr(dataset_module, "load_pair", lambda pair, size: decoded.append(pair.name) or
+                        original(pair, size))
+    again, again_masks = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
+    assert decoded == []
+    numpy.testing.assert_array_equal(again, images)
+    numpy.testing.assert_array_equal(again_masks, masks)
+    changed = report.pairs[1].image
+    Image.fromarray(numpy.full((48, 48), 255, numpy.uint8)).save(changed)
+    os.utime(changed, ns=(1, 1))
+    refreshed, _ = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
+    assert decoded == [report.pairs[1].name]
+    numpy.testing.assert_array_equal(refreshed[[0, 2]], images[[0, 2]])
+    numpy.testing.assert_allclose(refreshed[1], 1.0)
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    train, val, test = split_indices(20, 0.2, 0.1, seed=3)
+    assert (len(train), len(val), len(test)) == (14, 4, 2)
+    assert sorted(numpy.concatenate([train, val, test]).tolist()) == list(range(20))
+    again = split_indices(20, 0.2, 0.1, seed=3)
+    other = split_indices(20, 0.2, 0.1, seed=4)
+    assert all(numpy.array_equal(a, b) for a, b in zip((train, val, test), again))
+    assert not numpy.array_equal(val, other[1])
+    with pytest.raises(DataError, match="too few"):
+        split_indices(2, 0.5, 0.5)
+
+
+def test_augmentation_shifts_as_asked_and_keeps_masks_binary(rng):
+    images = rng.uniform(0.2, 0.8, (2, 1, 32, 32)).astype(numpy.float32)
+    masks = numpy.zeros((2, 1, 32, 32), numpy.float32)
+    masks[:, :, 8:20, 6:14] = 1.0
+    identity = {"angle": numpy.zeros(2), "scale": numpy.ones(2), "shift_y": numpy.zeros(2),
+                "shift_x": numpy.zeros(2), "brightness": numpy.zeros(2), "contrast": numpy.ones(2)}
+    same_images, same_masks = apply_augmentation(images, masks, identity)
+    numpy.testing.assert_allclose(same_images, images, atol=1e-6)
+    numpy.testing.assert_array_equal(same_masks, masks)
+    shifted = dict(identity, shift_x=numpy.full(2, 4 / 32), shift_y=numpy.full(2, -2 / 32))
+    moved_images, moved_masks = apply_augmentation(images, masks, shifted)
+    numpy.testing.assert_array_equal(moved_masks[:, :, 6:18, 10:18], 1.0)
+    assert moved_masks.sum() == masks.sum()
+    numpy.testing.assert_allclose(moved_images[:, :, 2:30, 4:], images[:, :, 4:32, :28], atol=1e-6)
+    params = draw_augmentation(numpy.random.default_rng(0), 2)
+    warped_images, warped_masks = apply_augmentation(images, masks, params)
+    assert warped_images.dtype == numpy.float32 and warped_masks.dtype == numpy.float32
+    assert set(numpy.unique(warped_masks)) <= {0.0, 1.0}
+    assert 0.0 <= warped_images.min() and warped_images.max() <= 1.0
+    again = apply_augmentation(images, masks, draw_augmentation(numpy.random.default_rng(0), 2))
+    numpy.testing.assert_array_equal(again[0], warped_images)

@@ -1,0 +1,109 @@
+"""The learning material: every code reference in docs/ resolves, every link and figure exists, figures rebuild."""
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DOCS = REPOSITORY / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+DOCUMENTS = PAGES + [path for path in [REPOSITORY / "README.md"] if path.is_file()]
+REFERENCE = re.compile(r"([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def code_references(path):
+    """[(file, dotted name)] for every ``file.py::name`` in a Markdown document."""
+    return [(file, name.rstrip(".")) for file, name in REFERENCE.findall(path.read_text())]
+
+
+def _named_children(body):
+    """{name: node} for the functions, classes and assigned names defined directly in ``body``."""
+    children = {}
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            children[node.name] = node
+        elif isinstance(node, ast.Assign):
+            children.update({target.id: node for target in node.targets if isinstance(target, ast.Name)})
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            children[node.target.id] = node
+    return children
+
+
+def resolve(file, dotted_name):
+    """None if ``file`` defines ``dotted_name`` (a function, class, Class.method or constant), else the reason."""
+    path = REPOSITORY / file
+    if not path.is_file():
+        return f"{file} does not exist"
+    body = ast.parse(path.read_text()).body
+    for depth, part in enumerate(dotted_name.split(".")):
+        node = _named_children(body).get(part)
+        if node is None:
+            return f"{file} defines no {'.'.join(dotted_name.split('.')[:depth + 1])}"
+        body = getattr(node, "body", [])
+    return None
+
+
+ALL_REFERENCES = sorted({(document.relative_to(REPOSITORY).as_posix(), file, name)
+                         for document in DOCUMENTS for file, name in code_references(document)})
+
+
+def test_the_pages_exist_and_reference_code():
+    names = {page.name for page in PAGES}
+    expected = {"README.md", "convolution.md", "transposed_convolution.md", "pooling.md", "upsampling.md",
+                "batchnorm.md", "activations.md", "losses.md", "optimizers.md", "gradient_checking.md",
+                "models_backward.md", "coursework.md"}
+    assert expected <= names, f"missing pages: {sorted(expected - names)}"
+    for page in PAGES:
+        if page.name not in ("README.md", "benchmarks.md"):
+            assert len(code_references(page)) >= 3, f"{page.name} points at fewer than 3 functions"
+
+
+@pytest.mark.parametrize("document, file, name", ALL_REFERENCES, ids=[f"{d}:{f}::{n}" for d, f, n in ALL_REFERENCES])
+def test_code_reference_resolves(document, file, name):
+    problem = resolve(file, name)
+    assert problem is None, f"{document} refers to {file}::{name}, but {problem}"
+
+
+def test_resolve_rejects_what_does_not_exist():
+    assert resolve("minidl/functional/conv.py", "conv2d_backward") is None
+    assert resolve("minidl/nn/conv.py", "Conv2d.backward") is None
+    assert resolve("minidl/gradcheck.py", "TOLERANCE") is None
+    assert resolve("minidl/functional/conv.py", "conv3d") == "minidl/functional/conv.py defines no conv3d"
+    assert resolve("minidl/nn/conv.py", "Conv2d.sideways") == "minidl/nn/conv.py defines no Conv2d.sideways"
+    assert resolve("minidl/nope.py", "f") == "minidl/nope.py does not exist"
+    assert code_references(DOCS / "convolution.md")[0][0].endswith(".py")
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_relative_links_and_images_exist(document):
+    for target in LINK.findall(document.read_text()):
+        if "://" in target or target.startswith(("#", "mailto:")):
+            continue
+        linked = (document.parent / target.split("#", 1)[0]).resolve()
+        assert linked.exists(), f"{document.name} links to {target}, which does not exist"
+
+
+def test_the_index_links_every_page():
+    index = (DOCS / "README.md").read_text()
+    for page in PAGES:
+        if page.name != "README.md":
+            assert f"({page.name})" in index, f"docs/README.md does not link {page.name}"
+
+
+def test_figure_script_rebuilds_every_committed_figure(tmp_path):
+    finished = subprocess.run([sys.executable, str(REPOSITORY / "tools" / "make_figures.py"), "--out", str(tmp_path)],
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    built = {path.name for path in tmp_path.glob("*.png")}
+    committed = {path.name for path in (DOCS / "figures").glob("*.png")}
+    used = {Path(target).name for page in PAGES for target in LINK.findall(page.read_text()) if target.endswith(".png")}
+    assert built and built == committed, f"built {sorted(built)}, committed {sorted(committed)}"
+    assert used == built, f"figures used by the pages {sorted(used)}, built {sorted(built)}"
+    for name in built:
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and 5_000 < len(data) < 200_000, f"{name}: {len(data)} bytes"

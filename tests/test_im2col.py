@@ -1,0 +1,96 @@
+"""im2col / col2im: values against a direct window loop, adjointness, dtype, and the window geometry."""
+import numpy
+import pytest
+
+from minidl.functional.im2col import col2im, im2col, output_grid
+from minidl.functional.windows import pair, transposed_output_size, window_output_size
+
+GEOMETRIES = [
+    # kernel, stride, padding, dilation
+    ((3, 3), (1, 1), (1, 1), (1, 1)),
+    ((2, 3), (2, 1), (0, 2), (1, 1)),
+    ((3, 2), (3, 2), (2, 1), (2, 1)),
+    ((1, 1), (2, 2), (0, 0), (1, 1)),
+    ((5, 3), (1, 3), (2, 0), (1, 2)),
+]
+
+
+def naive_im2col(x, kernel, stride, padding, dilation, pad_value=0.0):
+    """The definition, one window at a time: cols[n, c, i, j, ho, wo] = padded[n, c, ho*s + i*d, wo*s + j*d]."""
+    n, c, h, w = x.shape
+    padded = numpy.full((n, c, h + 2 * padding[0], w + 2 * padding[1]), pad_value, dtype=x.dtype)
+    padded[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w] = x
+    ho, wo = output_grid((h, w), kernel, stride, padding, dilation)
+    cols = numpy.empty((n, c, kernel[0], kernel[1], ho, wo), dtype=x.dtype)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            for a in range(ho):
+                for b in range(wo):
+                    cols[:, :, i, j, a, b] = padded[:, :, a * stride[0] + i * dilation[0],
+                                                    b * stride[1] + j * dilation[1]]
+    return cols
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation", GEOMETRIES)
+def test_im2col_matches_the_window_definition(kernel, stride, padding, dilation, rng):
+    x = rng.standard_normal((2, 3, 9, 11))
+    expected = naive_im2col(x, kernel, stride, padding, dilation)
+    numpy.testing.assert_array_equal(im2col(x, kernel, stride, padding, dilation), expected)
+
+
+def test_im2col_pad_value_fills_only_the_border(rng):
+    x = rng.standard_normal((1, 2, 4, 5))
+    cols = im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), pad_value=-numpy.inf)
+    numpy.testing.assert_array_equal(cols, naive_im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), -numpy.inf))
+    assert numpy.isneginf(cols[0, 0, 0, 0, 0, 0]) and numpy.isfinite(cols[0, 0, 1, 1]).all()
+
+
+def test_im2col_grid_keeps_the_first_windows_and_fills_out(rng):
+    x = rng.standard_normal((2, 2, 7, 8))
+    full = im2col(x, (3, 3), (2, 2), (1, 1), (1, 1))
+    out = numpy.empty((2, 2, 3, 3, 2, 3))
+    returned = im2col(x, (3, 3), (2, 2), (1, 1), (1, 1), grid=(2, 3), out=out)
+    assert returned is out
+    numpy.testing.assert_array_equal(out, full[..., :2, :3])
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation", GEOMETRIES)
+def test_col2im_is_the_adjoint_of_im2col(kernel, stride, padding, dilation, rng):
+    # <im2col(x), c> = <x, col2im(c)> for every x and c
+    x = rng.standard_normal((2, 3, 9, 11))
+    cols = rng.standard_normal(im2col(x, kernel, stride, padding, dilation).shape)
+    left = numpy.sum(im2col(x, kernel, stride, padding, dilation) * cols)
+    right = numpy.sum(x * col2im(cols, x.shape, stride, padding, dilation))
+    assert abs(left - right) <= 1e-12 * max(1.0, abs(left))
+
+
+def test_col2im_sums_overlapping_windows():
+    # 3x3 windows, stride 1, pad 1 on a 3x3 image: pixel (r, c) is covered by (#rows)*(#cols) windows
+    cols = numpy.ones((1, 1, 3, 3, 3, 3))
+    counts = col2im(cols, (1, 1, 3, 3), (1, 1), (1, 1), (1, 1))
+    expected = numpy.outer([2, 3, 2], [2, 3, 2]).reshape(1, 1, 3, 3)
+    numpy.testing.assert_array_equal(counts, expected)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_dtype_is_kept(dtype, rng):
+    x = rng.standard_normal((1, 2, 6, 6)).astype(dtype)
+    cols = im2col(x, (3, 3), (1, 1), (1, 1), (1, 1))
+    assert cols.dtype == dtype
+    assert col2im(cols, x.shape, (1, 1), (1, 1), (1, 1)).dtype == dtype
+
+
+def test_window_sizes_follow_pytorch_formulas():
+    assert window_output_size(13, 3, 2, 1, 1) == 7
+    assert window_output_size(17, 5, 3, 2, 2) == 5
+    assert window_output_size(2, 3, 1, 0, 2) == -2
+    assert transposed_output_size(7, 3, 2, 1, 1, 1) == 14
+    assert transposed_output_size(4, 5, 3, 2, 2, 0) == 14
+
+
+def test_pair_accepts_ints_and_pairs_only():
+    assert pair(3) == (3, 3) and pair((2, 5)) == (2, 5)
+    with pytest.raises(ValueError, match="stride must be an int or a pair"):
+        pair((1, 2, 3), "stride")
+    with pytest.raises(ValueError, match="padding"):
+        pair((1.5, 2), "padding")

@@ -1,0 +1,298 @@
+"""train_lung.py end to end on tiny runs: outputs, resume to identical weights, Ctrl-C, NaN, predict,
+evaluate, every model, and every kind of bad input (one-line error, exit status 2)."""
+import csv
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy
+import pytest
+from PIL import Image
+
+import minidl
+from minidl.backend import gpu_available
+from minidl.data import write_layout
+from minidl.training import MODEL_STRIDES, TrainConfig, dice_and_iou, evaluate_folder, load_trained_model
+from minidl.training import loop as loop_module
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "train_lung.py")
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # the models package lives at the repository root
+_spec = importlib.util.spec_from_file_location("train_lung", SCRIPT)
+train_lung = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(train_lung)
+
+TINY = ["--size", "32", "--synthetic-count", "14", "--init-features", "4", "--batch-size", "4", "--quiet",
+        "--no-cache"]
+OUTPUTS = ("best.npz", "last.npz", "history.csv", "curves.png", "predictions.png")
+
+
+def run_main(argv, capsys):
+    """(exit status, stdout, stderr) of train_lung.main(argv)."""
+    status = train_lung.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def history_of(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as stream:
+        return list(csv.DictReader(stream))
+
+
+def saved_state(path, prefixes=("model.", "optim.")):
+    state = minidl.load(path)
+    return {key: value for key, value in state.items() if key.startswith(prefixes)}
+
+
+def assert_same_state(first, second):
+    assert first.keys() == second.keys() and first
+    for key in first:
+        numpy.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A 3-epoch tiny run shared by the tests that only read its outputs."""
+    run_dir = str(tmp_path_factory.mktemp("run") / "tiny")
+    assert train_lung.main(TINY + ["--epochs", "3", "--out", run_dir]) == 0
+    return run_dir
+
+
+def test_tiny_run_lowers_the_loss_and_writes_every_output(trained_run):
+    for name in OUTPUTS:
+        assert os.path.getsize(os.path.join(trained_run, name)) > 0, name
+    rows = history_of(trained_run)
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    for row in rows:
+        assert 0.0 <= float(row["val_dice"]) <= 1.0 and 0.0 <= float(row["val_iou"]) <= float(row["val_dice"])
+    with Image.open(os.path.join(trained_run, "curves.png")) as picture:
+        assert picture.size[0] > 300
+
+
+def test_checkpoint_holds_weights_optimizer_rng_and_config_without_pickle(trained_run):
+    with numpy.load(os.path.join(trained_run, "last.npz"), allow_pickle=False) as archive:
+        keys = set(archive.files)
+        config = TrainConfig.from_json(str(archive["config"]))
+        assert int(archive["epoch"]) == 3 and int(archive["step"]) == 0
+        assert archive["rng.state"].dtype == numpy.uint64 and archive["rng.state"].shape == (4,)
+    assert "model.enc1.conv.weight" in keys and "optim.group.0.lr" in keys
+    assert any(key.startswith("optim.state.") for key in keys)
+    assert (config.model, config.size, config.init_features, config.epochs) == ("segnet_small", 32, 4, 3)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys):
+    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+    assert run_main(TINY + ["--epochs", "2", "--out", straight], capsys)[0] == 0
+    assert run_main(TINY + ["--epochs", "1", "--out", stopped], capsys)[0] == 0
+    status, out, _ = run_main(["--resume", stopped, "--epochs", "2", "--quiet"], capsys)
+    assert status == 0 and "resuming" in out
+    assert_same_state(saved_state(os.path.join(straight, "last.npz")), saved_state(os.path.join(stopped, "last.npz")))
+    columns = ("train_loss", "val_loss", "val_dice")
+    assert [[row[c] for c in columns] for row in history_of(straight)] == \
+        [[row[c] for c in columns] for row in history_of(stopped)]
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch):
+    straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
+    assert run_main(TINY + ["--epochs", "2", "--out", straight], capsys)[0] == 0
+    original_step, calls = loop_module.Trainer._train_step, []
+
+    def step_then_press_ctrl_c(self, *args):
+        calls.append(args)
+        if len(calls) == 5:  # epoch 2, step 1 (three batches per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original_step(self, *args)
+
+    monkeypatch.setattr(loop_module.Trainer, "_train_step", step_then_press_ctrl_c)
+    status, _, err = run_main(TINY + ["--epochs", "2", "--out", interrupted], capsys)
+    assert status == 130 and "interrupted at epoch 2, step 2" in err
+    assert int(minidl.load(os.path.join(interrupted, "last.npz"))["step"]) == 2
+    monkeypatch.setattr(loop_module.Trainer, "_train_step", original_step)
+    assert run_main(["--resume", os.path.join(interrupted, "last.npz"), "--quiet"], capsys)[0] == 0
+    assert_same_state(saved_state(os.path.join(straight, "last.npz")),
+                      saved_state(os.path.join(interrupted, "last.npz")))
+
+
+def test_sigint_to_the_process_exits_130_with_a_checkpoint(tmp_path):
+    run_dir = str(tmp_path / "run")
+    process = subprocess.Popen([sys.executable, SCRIPT, *TINY, "--epochs", "200", "--out", run_dir], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(run_dir, "last.npz")) and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    assert minidl.load(os.path.join(run_dir, "last.npz"))["epoch"] >= 1
+
+
+def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    run_dir = str(tmp_path / "run")
+    original_build, calls = loop_module.build_loss, []
+
+    class PoisonedAtFifthStep:
+        def __init__(self, name):
+            self.inner = original_build(name)
+
+        def __call__(self, logits, target):
+            value = self.inner(logits, target)
+            if minidl.is_grad_enabled():
+                calls.append(value)
+                if len(calls) == 5:
+                    return float("nan")
+            return value
+
+        def backward(self):
+            return self.inner.backward()
+
+    monkeypatch.setattr(loop_module, "build_loss", PoisonedAtFifthStep)
+    status, _, err = run_main(TINY + ["--epochs", "3", "--out", run_dir], capsys)
+    assert status == 1 and "the loss became nan at epoch 2, step 1" in err and "last.npz" in err
+    assert int(minidl.load(os.path.join(run_dir, "last.npz"))["epoch"]) == 1
+
+
+def test_predict_writes_mask_and_overlay_at_the_original_size(trained_run, tmp_path, capsys):
+    images = []
+    for index, (width, height) in enumerate([(48, 40), (32, 32)]):
+        path = str(tmp_path / f"x{index}.png")
+        Image.fromarray(numpy.random.default_rng(index).integers(0, 255, (height, width), numpy.uint8)).save(path)
+        images.append(path)
+    out = str(tmp_path / "predicted")
+    status, stdout, _ = run_main(["predict", "--checkpoint", os.path.join(trained_run, "best.npz"), *images,
+                                  "--out", out], capsys)
+    assert status == 0 and "wrote 4 files" in stdout
+    with Image.open(os.path.join(out, "x0_mask.png")) as mask, Image.open(os.path.join(out, "x0_overlay.png")) as ov:
+        assert mask.size == (48, 40) and ov.size == (48, 40) and ov.mode == "RGB"
+        assert set(numpy.unique(numpy.asarray(mask))) <= {0, 255}
+    assert os.path.exists(os.path.join(out, "x1_mask.png"))
+
+
+def test_evaluate_prints_the_dice_and_iou_of_the_checkpoint(trained_run, tmp_path, capsys):
+    data = str(tmp_path / "kaggle")
+    status, out, _ = run_main(["--make-synthetic", data, "6"], capsys)
+    assert status == 0 and "Kaggle layout" in out
+    checkpoint = os.path.join(trained_run, "best.npz")
+    status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache"], capsys)
+    assert status == 0
+    model, config = load_trained_model(checkpoint)
+    expected = evaluate_folder(model, config, data, log=lambda line: None)
+    assert f"Dice {expected['dice']:.4f}  IoU {expected['iou']:.4f}" in out and "on 6 images" in out
+
+
+def test_training_on_a_folder_uses_the_real_loading_path(tmp_path, capsys):
+    data = str(tmp_path / "data")
+    write_layout(data, "kaggle", 10, seed=1, size=48)
+    status, out, _ = run_main(TINY + ["--data", data, "--epochs", "1", "--out", str(tmp_path / "run")], capsys)
+    assert status == 0 and "layout 'kaggle', 10 images, 10 mask files, 10 pairs used" in out
+    assert "8 training / 2 validation images" in out
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_STRIDES))
+def test_every_model_trains_a_step(tmp_path, capsys, model):
+    argv = ["--model", model, "--size", "32", "--synthetic-count", "3", "--init-features", "2", "--batch-size", "2",
+            "--epochs", "1", "--quiet", "--val-fraction", "0.34", "--out", str(tmp_path / model)]
+    status, out, err = run_main(argv, capsys)
+    assert status == 0, err
+    assert "epoch 1/1: train loss" in out
+    state = minidl.load(os.path.join(tmp_path, model, "last.npz"))
+    assert str(TrainConfig.from_json(str(state["config"])).model) == model
+
+
+def test_two_class_cross_entropy_training(tmp_path, capsys):
+    status, out, err = run_main(TINY + ["--loss", "ce", "--epochs", "1", "--out", str(tmp_path / "ce")], capsys)
+    assert status == 0, err
+    weight = minidl.load(os.path.join(tmp_path, "ce", "last.npz"))["model.out.weight"]
+    assert weight.shape[0] == 2
+
+
+def test_dice_and_iou_values():
+    predicted = numpy.zeros((3, 4, 4), bool)
+    target = numpy.zeros((3, 4, 4), bool)
+    predicted[0, :2], target[0, 1:3] = True, True  # 8 and 8 pixels, 4 shared
+    predicted[1, 0, 0] = True  # one false positive, empty target
+    dice, iou = dice_and_iou(predicted, target)
+    numpy.testing.assert_allclose(dice, [0.5, 0.0, 1.0])
+    numpy.testing.assert_allclose(iou, [4 / 12, 0.0, 1.0])
+
+
+def bad_corrupt_image(folder):
+    root = write_layout(folder, "generic", 4, seed=0, size=32)
+    with open(os.path.join(root, "images", "case_002.png"), "wb") as stream:
+        stream.write(b"\x89PNG broken")
+    return ["--data", root], "cannot read image .*case_002.png"
+
+
+def bad_mask_size(folder):
+    root = write_layout(folder, "shenzhen", 4, seed=0, size=32)
+    mask = os.path.join(root, "mask", sorted(os.listdir(os.path.join(root, "mask")))[1])
+    Image.new("L", (40, 32)).save(mask)
+    return ["--data", root], "mask .* is 40x32 but its image .* is 32x32"
+
+
+def bad_unrecognised(folder):
+    os.makedirs(os.path.join(folder, "pictures"))
+    return ["--data", str(folder)], "unrecognised layout"
+
+
+def bad_empty(folder):
+    for name in ("CXR_png", "masks"):
+        os.makedirs(os.path.join(folder, name))
+    return ["--data", str(folder)], "no image has a mask"
+
+
+BAD_INPUTS = {
+    "missing data folder": lambda folder: (["--data", str(folder / "absent")], "no such folder"),
+    "unrecognised layout": bad_unrecognised,
+    "empty dataset": bad_empty,
+    "corrupt image": bad_corrupt_image,
+    "mask size differs": bad_mask_size,
+    "size not a number": lambda folder: (["--size", "big"], "argument --size: invalid int value"),
+    "size too small": lambda folder: (["--size", "0"], "--size 0: must be between 16 and 2048"),
+    "size not a multiple": lambda folder: (["--size", "100"], "multiple of 16"),
+    "negative learning rate": lambda folder: (["--lr", "-0.01"], "--lr -0.01: the learning rate must be a positive"),
+    "unknown model": lambda folder: (["--model", "unet"], "unknown model"),
+    "missing checkpoint": lambda folder: (["--resume", str(folder / "none.npz")], "no such file"),
+    "predict missing checkpoint": lambda folder: (["predict", "--checkpoint", str(folder / "c.npz"), "x.png",
+                                                   "--out", str(folder)], "no such file"),
+    "evaluate without data": lambda folder: (["evaluate", "--checkpoint", "c.npz"], "required: --data"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, case):
+    argv, message = BAD_INPUTS[case](tmp_path)
+    try:
+        status = train_lung.main(argv + ["--out", str(tmp_path / "run")] if argv[0].startswith("--") else argv)
+    except SystemExit as stop:
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("train_lung.py")
+    assert re.search(message, err), err
+
+
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, SCRIPT, "--data", str(tmp_path / "absent")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("train_lung.py: error: --data") and "Traceback" not in result.stderr
+
+
+def test_predict_names_an_unreadable_image(trained_run, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"garbage")
+    status, _, err = run_main(["predict", "--checkpoint", trained_run, str(broken), "--out", str(tmp_path)], capsys)
+    assert status == 2 and "broken.png" in err
+
+
+@pytest.mark.skipif(gpu_available(), reason="a GPU is present")
+def test_gpu_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    status, _, err = run_main(TINY + ["--device", "gpu", "--out", str(tmp_path / "run")], capsys)
+    assert status == 2 and "no usable GPU" in err

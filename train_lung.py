@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""Lung segmentation on chest X-rays with minidl: train, predict, evaluate.
+
+    python train_lung.py [options]                                    train (SegNetSmall, synthetic set)
+    python train_lung.py --data DIR [options]                         train on a downloaded dataset
+    python train_lung.py --make-synthetic DIR N                       write N synthetic pairs (Kaggle layout)
+    python train_lung.py predict --checkpoint C IMAGES... --out DIR   masks and overlays at original size
+    python train_lung.py evaluate --checkpoint C --data DIR           Dice and IoU on a dataset
+
+Bad input gives a one-line error and exit status 2; Ctrl-C saves last.npz and exits with 130.
+"""
+import argparse
+import os
+import sys
+import time
+from dataclasses import fields, replace
+
+from minidl.data import DataError, default_cache_dir, write_layout
+from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
+                             evaluate_folder, load_examples, load_trained_model, predict_files, read_checkpoint,
+                             split_examples)
+from minidl.training.config import LOSSES, MODEL_STRIDES, OPTIMIZERS
+
+SETTINGS_RESUME_MAY_CHANGE = ("epochs", "device")
+DEFAULTS = TrainConfig()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2), as every other bad input."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def train_parser():
+    parser = Parser(prog="train_lung.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    option = parser.add_argument
+    option("--data", help="dataset folder (Kaggle, Montgomery, Shenzhen or images/+masks/ layout); "
+                          "default: the built-in synthetic set")
+    option("--make-synthetic", nargs=2, metavar=("DIR", "N"), help="write N synthetic pairs in the Kaggle "
+                                                                   "layout to DIR and exit")
+    option("--synthetic-count", type=int, help=f"synthetic images to train on (default {DEFAULTS.synthetic_count})")
+    option("--model", help=f"one of {', '.join(MODEL_STRIDES)} (default {DEFAULTS.model})")
+    option("--init-features", type=int, help="first layer width (default: the model's own; 16 for segnet_small)")
+    option("--epochs", type=int, help=f"default {DEFAULTS.epochs}")
+    option("--batch-size", type=int, help=f"default {DEFAULTS.batch_size}")
+    option("--size", type=int, help=f"train at SIZE x SIZE pixels (default {DEFAULTS.size})")
+    option("--lr", type=float, help=f"learning rate (default {DEFAULTS.lr})")
+    option("--optimizer", help=f"{' or '.join(OPTIMIZERS)} (default {DEFAULTS.optimizer})")
+    option("--weight-decay", type=float, help="default 0")
+    option("--loss", help=f"{', '.join(LOSSES)} (ce trains 2-class logits; default {DEFAULTS.loss})")
+    option("--device", help="cpu or gpu (default cpu)")
+    option("--seed", type=int, help="seeds the model, the synthetic set, the split and the augmentation (default 0)")
+    option("--val-fraction", type=float, help=f"validation share (default {DEFAULTS.val_fraction})")
+    option("--test-fraction", type=float, help="held-out test share, reported at the end (default 0)")
+    option("--no-augment", action="store_true", help="train without rotation/scale/shift/brightness changes")
+    option("--out", help="run folder (default runs/<date-time>)")
+    option("--resume", metavar="CHECKPOINT", help="continue a run from last.npz (or its folder); only --epochs, "
+                                                  "--device and --out may be given with it")
+    option("--cache-dir", help=f"where decoded images are cached (default {default_cache_dir()})")
+    option("--no-cache", action="store_true", help="do not cache decoded images")
+    option("--quiet", action="store_true", help="no progress bars")
+    parser.epilog = "subcommands: predict --checkpoint C IMAGES... --out DIR | evaluate --checkpoint C --data DIR"
+    return parser
+
+
+def predict_parser():
+    parser = Parser(prog="train_lung.py predict", description="lung masks and overlays at each image's size")
+    parser.add_argument("--checkpoint", required=True, help="best.npz / last.npz, or a run folder")
+    parser.add_argument("images", nargs="+", metavar="IMAGES")
+    parser.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    return parser
+
+
+def evaluate_parser():
+    parser = Parser(prog="train_lung.py evaluate", description="Dice and IoU of a checkpoint on a dataset")
+    parser.add_argument("--checkpoint", required=True, help="best.npz / last.npz, or a run folder")
+    parser.add_argument("--data", required=True, help="dataset folder")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--cache-dir", help="where decoded images are cached")
+    parser.add_argument("--no-cache", action="store_true")
+    return parser
+
+
+def cache_dir_of(args):
+    return None if args.no_cache else (args.cache_dir or default_cache_dir())
+
+
+def explicit_settings(args):
+    """The TrainConfig fields given on the command line."""
+    given = {field.name: getattr(args, field.name) for field in fields(TrainConfig)
+             if getattr(args, field.name, None) is not None}
+    if args.no_augment:
+        given["augment"] = False
+    if "data" in given:
+        given["data"] = os.path.abspath(given["data"])
+    return given
+
+
+def make_synthetic(args):
+    directory, count = args.make_synthetic
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError(f"--make-synthetic {directory} {count}: N must be a positive integer")
+    seed = DEFAULTS.seed if args.seed is None else args.seed
+    root = write_layout(directory, "kaggle", int(count), seed, size=256)
+    print(f"wrote {count} synthetic image/mask pairs (Kaggle layout) to {root}; "
+          f"train on them with: python train_lung.py --data {directory}")
+    return 0
+
+
+def prepare_run(args):
+    """(config, run folder, checkpoint or None) for a new or resumed run."""
+    given = explicit_settings(args)
+    if args.resume:
+        checkpoint = read_checkpoint(args.resume)
+        refused = sorted(set(given) - set(SETTINGS_RESUME_MAY_CHANGE))
+        if refused:
+            option = "--" + refused[0].replace("_", "-")
+            raise ConfigError(f"--resume continues a run with its saved settings; drop {option}")
+        config = replace(checkpoint["config"], **given).validate()
+        return config, args.out or os.path.dirname(os.path.abspath(checkpoint["path"])), checkpoint
+    config = replace(DEFAULTS, **given).validate()
+    run_dir = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    if os.path.exists(os.path.join(run_dir, "last.npz")):
+        raise ConfigError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
+                          "or choose another --out")
+    return config, run_dir, None
+
+
+def train(args):
+    config, run_dir, checkpoint = prepare_run(args)
+    if checkpoint is not None and checkpoint["epoch"] >= config.epochs:
+        print(f"{checkpoint['path']} has already trained {checkpoint['epoch']} of {config.epochs} epochs; "
+              "give a larger --epochs to train on")
+        return 0
+    examples = load_examples(config, cache_dir_of(args))
+    splits = split_examples(config, *examples)
+    print(f"{len(splits['train'][0])} training / {len(splits['val'][0])} validation images; model {config.model}, "
+          f"{config.optimizer} lr {config.lr}, loss {config.loss}, {config.epochs} epochs of batch "
+          f"{config.batch_size}, {config.device}; run folder {run_dir}")
+    trainer = Trainer(config, splits, run_dir, progress=not args.quiet)
+    if checkpoint is not None:
+        trainer.resume(checkpoint)
+        print(f"resuming {checkpoint['path']} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}")
+    history = trainer.fit()
+    best = max(range(len(history["val_dice"])), key=history["val_dice"].__getitem__)
+    print(f"done: best val Dice {history['val_dice'][best]:.4f} (IoU {history['val_iou'][best]:.4f}) at epoch "
+          f"{int(history['epoch'][best])}; total {sum(history['seconds']):.0f} s of training; outputs in {run_dir}")
+    if len(splits["test"][0]):
+        from minidl.training import evaluate
+        metrics, _ = evaluate(trainer.model, trainer.loss, config.loss, *splits["test"], config.batch_size,
+                              config.device)
+        print(f"test: Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f} on {len(splits['test'][0])} images "
+              "(last weights)")
+    return 0
+
+
+def predict(argv):
+    args = predict_parser().parse_args(argv)
+    model, config = load_trained_model(args.checkpoint, args.device)
+    written = predict_files(model, config, args.images, args.out, args.device)
+    print(f"wrote {len(written)} files for {len(args.images)} images to {args.out}")
+    return 0
+
+
+def evaluate(argv):
+    args = evaluate_parser().parse_args(argv)
+    model, config = load_trained_model(args.checkpoint, args.device)
+    metrics = evaluate_folder(model, config, args.data, cache_dir_of(args), args.device)
+    print(f"Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  loss {metrics['loss']:.4f}  "
+          f"on {metrics['count']} images at {config.size}x{config.size}")
+    return 0
+
+
+def run(argv):
+    if argv and argv[0] == "predict":
+        return predict(argv[1:])
+    if argv and argv[0] == "evaluate":
+        return evaluate(argv[1:])
+    args = train_parser().parse_args(argv)
+    return make_synthetic(args) if args.make_synthetic else train(args)
+
+
+def main(argv=None):
+    """Run the program; returns the exit status (2 for bad input, 130 after Ctrl-C, 1 for a diverged run)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return run(argv)
+    except (DataError, ConfigError, CheckpointError) as error:
+        print(f"train_lung.py: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        if isinstance(error, NonFiniteLoss):
+            print(f"train_lung.py: {error}", file=sys.stderr)
+            return 1
+        if "no usable GPU" in str(error):
+            print(f"train_lung.py: error: {error}", file=sys.stderr)
+            return 2
+        raise
+    except TrainingInterrupted as stop:
+        print(f"train_lung.py: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("train_lung.py: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
