@@ -63,20 +63,23 @@ def gflops(flop, milliseconds):
     return flop / (milliseconds * 1e6) if milliseconds and milliseconds == milliseconds else float("nan")
 
 
-def peak_rss_mib(target, *arguments):
-    """Memory of a fresh Python process that calls ``target(*arguments)``: (peak MiB, step MiB).
+def peak_rss_mib(setup, *arguments):
+    """Memory of one step in a fresh Python process: (peak MiB, step MiB).
 
-    ``target`` is ``"package.module:function"``, importable from the repository
-    root; arguments must be JSON values. The peak includes the interpreter and
-    the imported libraries, as a user would see it; the step figure is how far
-    the call raised the peak above the resident size just before it.
+    ``setup`` is ``"package.module:function"``, importable from the repository
+    root; ``function(*arguments)`` (JSON values) imports what it needs, builds
+    the inputs and returns the step, a callable that is run once. The peak
+    includes the interpreter, the libraries and the inputs, as a user would see
+    it; the step figure is how far the step raised the peak above the resident
+    size just before it (its working memory).
     """
-    module_name, function_name = target.split(":")
+    module_name, function_name = setup.split(":")
     program = ("import importlib, json, sys\n"
                "from bench.common import own_peak_rss_mib, own_rss_mib\n"
-               f"function = getattr(importlib.import_module({module_name!r}), {function_name!r})\n"
+               f"setup = getattr(importlib.import_module({module_name!r}), {function_name!r})\n"
+               "step = setup(*json.loads(sys.argv[1]))\n"
                "before = own_rss_mib()\n"
-               "function(*json.loads(sys.argv[1]))\n"
+               "step()\n"
                "print(own_peak_rss_mib(), own_peak_rss_mib() - before)")
     environment = dict(os.environ, PYTHONPATH=REPOSITORY + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run([sys.executable, "-c", program, json.dumps(list(arguments))], cwd=REPOSITORY,

@@ -8,7 +8,7 @@ forward+backward (input gradient and weight gradient each cost a forward).
 All minidl timings are taken first, then all PyTorch timings. ``ratio`` is
 minidl's time over PyTorch's (lower is better; the target is <= 1.5 for
 forward+backward). Memory: one forward+backward in a fresh process, its peak RSS and how far
-the step raised it above the resident size after the imports.
+the step raised it above the resident size before it (its working memory).
 """
 import argparse
 
@@ -64,14 +64,10 @@ def torch_steps(torch, shape):
     return forward, forward_backward
 
 
-def minidl_forward_backward_once(*shape):
-    """One minidl forward+backward (for the peak-memory subprocess)."""
-    minidl_steps(tuple(shape))[1]()
-
-
-def torch_forward_backward_once(*shape):
-    """One PyTorch forward+backward (for the peak-memory subprocess)."""
-    torch_steps(import_torch(), tuple(shape))[1]()
+def forward_backward_step(library, *shape):
+    """The forward+backward callable of ``library`` ("minidl" or "torch"), for the memory subprocess."""
+    steps = minidl_steps(shape) if library == "minidl" else torch_steps(import_torch(), shape)
+    return steps[1]
 
 
 def run(quick=False):
@@ -84,8 +80,8 @@ def run(quick=False):
     rows = []
     for shape in shapes:
         n, c_in, c_out, h, w = shape
-        memory = ["%.0f / %.0f" % peak_rss_mib("bench.conv:minidl_forward_backward_once", *shape),
-                  "%.0f / %.0f" % peak_rss_mib("bench.conv:torch_forward_backward_once", *shape) if torch else "-"]
+        memory = ["%.0f / %.0f" % peak_rss_mib("bench.conv:forward_backward_step", library, *shape)
+                  if library == "minidl" or torch else "-" for library in ("minidl", "torch")]
         for index, (name, flop) in enumerate([("fwd", forward_flop(shape)), ("fwd+bwd", 3 * forward_flop(shape))]):
             ours, theirs = minidl_times[shape][index], torch_times[shape][index]
             rows.append({

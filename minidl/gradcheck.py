@@ -58,12 +58,13 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
     such as pooling indices, pass through unchanged); ``wrt`` lists the
     positions of the inputs whose gradient backward returns (a module with
     several returns them as a tuple in that order). The module is cast to
-    float64 in place and its gradients are zeroed. ``max_elements`` checks a
+    float64 in place and its gradients are zeroed. The upstream gradient comes
+    from a generator spawned from ``seed``, so it never repeats inputs drawn with it. ``max_elements`` checks a
     random sample of that many entries per tensor (for large models).
     Tensors are named ``input`` (``input0``, ``input1``... with several) and
     by their parameter names.
     """
-    rng = numpy.random.default_rng(seed)
+    rng = numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(1)[0])
     module.double()
     inputs = list(inputs) if isinstance(inputs, tuple) else [inputs]
     for position in wrt:
@@ -100,7 +101,7 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
 
 def check_loss(loss, logits, target, step=STEP, seed=0, max_elements=None):
     """Check a loss object's ``backward()`` against central differences of its value; returns the relative error."""
-    rng = numpy.random.default_rng(seed)
+    rng = numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(1)[0])
     logits = numpy.array(logits, dtype=numpy.float64)
 
     def scalar():

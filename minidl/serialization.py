@@ -16,6 +16,20 @@ def _as_saveable(name, value):
     return value
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_npz(stream, arrays):
+    """The npz format: a zip of ``<name>.npy`` members, each written with pickling disallowed."""
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                numpy.lib.format.write_array(member, numpy.asanyarray(value), allow_pickle=False)
+
+
 def save(path, state):
     """Write a flat dict of name -> array (or number, or string) to ``path`` as npz.
 
@@ -29,9 +43,10 @@ def save(path, state):
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
         with os.fdopen(handle, "wb") as stream:
-            numpy.savez(stream, **arrays)
+            _write_npz(stream, arrays)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

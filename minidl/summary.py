@@ -51,17 +51,18 @@ def _record_leaf_calls(model, x):
 def summary(model, input_shape, batch_size=-1, device=None, file=None):
     """Print a table of every leaf layer ``model`` calls on an input of shape ``input_shape`` (no batch).
 
-    As torchsummary: the forward runs on zeros of shape (2, *input_shape) (dtype and device of the model's
-    parameters, or ``device``), each row is "Type-i" (i counts calls), the output shape with the batch
-    shown as ``batch_size`` (-1 by default) and the layer's own parameter count; then the totals and a
-    memory estimate in MB for a batch of ``max(batch_size, 1)``: input, forward/backward activations
-    (twice the outputs), parameters. Every minidl parameter is trainable. Prints to ``file`` (stdout by
-    default) and returns the model's total parameter count.
+    As torchsummary, except that the forward runs in eval mode (BatchNorm's running statistics stay
+    untouched; every module's mode is restored) under ``no_grad`` on zeros of shape (1, *input_shape),
+    with the dtype and device of the model's parameters (or ``device``). Each row is "Type-i" (i counts
+    calls), the output shape with the batch shown as ``batch_size`` (-1 by default) and the layer's own
+    parameter count; then the totals and a memory estimate in MB for a batch of ``max(batch_size, 1)``:
+    input, forward/backward activations (twice the outputs), parameters. Every minidl parameter is
+    trainable. Prints to ``file`` (stdout by default) and returns the model's total parameter count.
     """
     dtype, model_device = _model_dtype_and_device(model)
     device = model_device if device is None else backend.check_device_name(device)
     shape = tuple(int(s) for s in input_shape)
-    x = backend.to_device(numpy.zeros((2,) + shape, dtype=dtype), device)
+    x = backend.to_device(numpy.zeros((1,) + shape, dtype=dtype), device)
     rows = _record_leaf_calls(model, x)
     total_parameters = int(sum(p.size for p in model.parameters()))
     samples = max(batch_size, 1)

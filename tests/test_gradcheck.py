@@ -232,4 +232,4 @@ def test_cli_builtin_table_covers_every_builtin_layer_and_passes():
     expected |= {name for name in ("BCEWithLogitsLoss", "DiceLoss", "CrossEntropyLoss")
                  if hasattr(losses, name)}
     assert expected <= layers
-    assert "FAIL" not in result.stdout and "all " in result.stdout
+    assert "FAIL" not in result.stdout and "all " in result.stdout and result.stderr == ""

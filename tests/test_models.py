@@ -5,7 +5,7 @@ from torch_models import torch_models
 
 import minidl
 import models
-from minidl.gradcheck import TOLERANCE, numerical_gradient, relative_error
+from minidl.gradcheck import STEP, TOLERANCE, numerical_gradient, relative_error
 from minidl.nn import Conv2d, ConvTranspose2d
 from models.fcn_skip import bilinear_kernel
 from models.vgg import ConvBlock
@@ -25,7 +25,7 @@ TINY_MODELS = {
     "SegNetBasic": (lambda: models.SegNetBasic(2, 3, width=3),
                     lambda t: t.SegNetBasic(2, 3, 3), (2, 2, 17, 19), (2, 2, 37, 45)),
     "FCN": (lambda: models.FCN(2, 3, widths=FCN_WIDTHS),
-            lambda t: t.FCN(2, 3, FCN_WIDTHS), (2, 2, 32, 32), (2, 2, 32, 64)),
+            lambda t: t.FCN(2, 3, FCN_WIDTHS), (2, 2, 64, 64), (2, 2, 32, 64)),
     "FCN32s": (lambda: models.FCN32s(2, 3, fc_channels=6, widths=SKIP_WIDTHS),
                lambda t: t.FCNSkip(32, 2, 3, 6, SKIP_WIDTHS), (2, 2, 32, 32), (2, 2, 64, 32)),
     "FCN16s": (lambda: models.FCN16s(2, 3, fc_channels=6, widths=SKIP_WIDTHS),
@@ -70,9 +70,12 @@ def test_full_size_parameter_counts_match_pytorch(torch, name, build, build_torc
 def test_logits_have_the_input_size_and_dtype(name):
     build, _, _, shape = TINY_MODELS[name]
     x = numpy.random.default_rng(0).standard_normal(shape).astype(numpy.float32)
-    logits = build()(x)
+    model = build()
+    logits = model(x)
     assert logits.shape == (shape[0], 3) + shape[2:]
     assert logits.dtype == numpy.float32
+    dx = model.backward(numpy.ones_like(logits))
+    assert dx.shape == shape and dx.dtype == numpy.float32
 
 
 @pytest.mark.parametrize("build, shape, message", [
@@ -98,7 +101,9 @@ def test_segnet_small_rejects_an_unknown_upsample_mode():
 
 
 # ---------------------------------------------------------------- finite differences
-BATCH_NORM_MODELS = {"SegNet", "SegNetBasic", "FCN"}
+# Batch norm after every conv keeps the SegNets' signal at PyTorch's default init, but train-mode batch
+# norm over few values per channel makes them steep (gradients ~1e3): a 1e-6 step can cross a ReLU kink.
+SEGNETS_WITH_BATCH_NORM = {"SegNet", "SegNetBasic"}
 
 
 def signal_preserving_init(model, rng):
@@ -119,7 +124,7 @@ def signal_preserving_init(model, rng):
     return model
 
 
-def gradient_errors(model, x, samples=3, seed=0):
+def gradient_errors(model, x, samples=3, step=STEP, seed=0):
     """Relative errors of the input and every parameter gradient against float64 central differences.
 
     The check of ``minidl.gradcheck.check_module`` (vector-Jacobian form, its step and error measure),
@@ -144,7 +149,7 @@ def gradient_errors(model, x, samples=3, seed=0):
         flat = analytic.reshape(-1)
         drawn = rng.choice(flat.size, min(samples, flat.size), replace=False)
         indices = numpy.unique(numpy.append(drawn, numpy.argmax(numpy.abs(flat))))
-        errors[name] = relative_error(flat[indices], numerical_gradient(scalar, array, indices))
+        errors[name] = relative_error(flat[indices], numerical_gradient(scalar, array, indices, step))
     return errors, {name: analytic for name, _, analytic in tensors}
 
 
@@ -159,9 +164,10 @@ def test_whole_model_gradients_match_finite_differences(name):
     build, _, shape, _ = TINY_MODELS[name]
     rng = numpy.random.default_rng(1)
     model = build().train()
-    if name not in BATCH_NORM_MODELS:
+    if name not in SEGNETS_WITH_BATCH_NORM:
         signal_preserving_init(model, rng)
-    errors, analytic = gradient_errors(model, rng.standard_normal(shape))
+    step = 1e-7 if name in SEGNETS_WITH_BATCH_NORM else STEP
+    errors, analytic = gradient_errors(model, rng.standard_normal(shape), step=step)
     assert set(errors) == {"input"} | {key for key, _ in model.named_parameters()}
     for key in biases_cancelled_by_batch_norm(model):
         weight_scale = numpy.max(numpy.abs(analytic[key.replace(".bias", ".weight")]))

@@ -79,6 +79,9 @@ def test_reassigning_and_deleting_attributes_updates_the_registry():
     assert [type(m).__name__ for m in module.modules()] == ["Scale"]
     module.steps = numpy.ones((), numpy.int64)
     assert module.state_dict()["steps"] == 1
+    with pytest.raises(TypeError, match="Scale: cannot assign ndarray to parameter 'gain'"):
+        module.gain = numpy.zeros(2)
+    assert [name for name, _ in module.named_parameters()] == ["gain"]
 
 
 def test_assigning_before_super_init_is_a_clear_error():

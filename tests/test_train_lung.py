@@ -226,14 +226,14 @@ def bad_corrupt_image(folder):
     root = write_layout(folder, "generic", 4, seed=0, size=32)
     with open(os.path.join(root, "images", "case_002.png"), "wb") as stream:
         stream.write(b"\x89PNG broken")
-    return ["--data", root], "cannot read image .*case_002.png"
+    return ["--data", str(root)], "cannot read image .*case_002.png"
 
 
 def bad_mask_size(folder):
     root = write_layout(folder, "shenzhen", 4, seed=0, size=32)
     mask = os.path.join(root, "mask", sorted(os.listdir(os.path.join(root, "mask")))[1])
     Image.new("L", (40, 32)).save(mask)
-    return ["--data", root], "mask .* is 40x32 but its image .* is 32x32"
+    return ["--data", str(root)], "mask .* is 40x32 but its image .* is 32x32"
 
 
 def bad_unrecognised(folder):

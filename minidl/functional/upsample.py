@@ -7,7 +7,9 @@ For bilinear, row o of A holds the two weights (1 - lambda, lambda) at the
 source cells i0 and i1; for nearest it holds a single 1 at the source cell
 (so nearest's forward is a plain gather and only its backward, which must
 sum the repeated sources, uses the 0/1 matrices or, for an integer scale,
-a reshape and sum).
+a reshape and sum). The matrices are banded: each product runs block by
+block of 16 output rows over just the input span those rows touch, so its
+cost grows with the output size, not with output size times input size.
 
 Source positions along an axis of input size n and output size m, as PyTorch
 computes them (in float32 for nearest; in the input's dtype for bilinear):
@@ -23,6 +25,8 @@ import functools
 import numpy
 
 from ..backend import get_array_module
+
+BAND_BLOCK_ROWS = 16
 
 
 def _ratio(in_size, out_size, scale_factor, dtype):
@@ -59,7 +63,7 @@ def linear_sources(in_size, out_size, align_corners, scale_factor, dtype):
     return first, second, weight
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)
 def _host_matrix(in_size, out_size, mode, align_corners, scale_factor, dtype_name):
     """The (out_size, in_size) interpolation matrix on the host (cached: treat as read-only)."""
     dtype = numpy.dtype(dtype_name)
@@ -74,38 +78,90 @@ def _host_matrix(in_size, out_size, mode, align_corners, scale_factor, dtype_nam
     return matrix
 
 
-def interpolation_matrix(in_size, out_size, mode, align_corners, scale_factor, like):
-    """(out_size, in_size) matrix A with y = A @ x along one axis, in ``like``'s dtype and on its device."""
-    host = _host_matrix(in_size, out_size, mode, bool(align_corners), scale_factor, numpy.dtype(like.dtype).name)
-    return get_array_module(like).asarray(host)
+@functools.lru_cache(maxsize=64)
+def _host_operator(in_size, out_size, mode, align_corners, scale_factor, dtype_name, transposed):
+    """The matrix (or its transpose) and its band blocks, on the host (cached: treat as read-only).
+
+    A block (start, stop, first, end) says that rows start:stop of the matrix are
+    zero outside columns first:end; an interpolation matrix is banded, so products
+    with these blocks skip almost all of its zeros.
+    """
+    matrix = _host_matrix(in_size, out_size, mode, align_corners, scale_factor, dtype_name)
+    matrix = numpy.ascontiguousarray(matrix.T) if transposed else matrix
+    blocks = []
+    for start in range(0, matrix.shape[0], BAND_BLOCK_ROWS):
+        stop = min(start + BAND_BLOCK_ROWS, matrix.shape[0])
+        used = numpy.flatnonzero(matrix[start:stop].any(axis=0))
+        blocks.append((start, stop, int(used[0]), int(used[-1]) + 1) if used.size else (start, stop, 0, 0))
+    return matrix, tuple(blocks)
+
+
+def interpolation_operator(in_size, out_size, mode, align_corners, scale_factor, like, transposed=False):
+    """(A, blocks): the (out_size, in_size) matrix with y = A @ x along one axis (A^T if ``transposed``),
+    in ``like``'s dtype and on its device, and its band blocks (see ``_host_operator``)."""
+    matrix, blocks = _host_operator(in_size, out_size, mode, bool(align_corners), scale_factor,
+                                    numpy.dtype(like.dtype).name, transposed)
+    return get_array_module(like).asarray(matrix), blocks
+
+
+def _rows_product(operator, x):
+    """A (P, Q) with its blocks, x (B, Q, R) -> (B, P, R): A @ x[b] for every b, block by block."""
+    matrix, blocks = operator
+    xp = get_array_module(x)
+    out = xp.empty((x.shape[0], matrix.shape[0], x.shape[2]), dtype=x.dtype)
+    for start, stop, first, end in blocks:
+        if end > first:
+            xp.matmul(matrix[start:stop, first:end], x[:, first:end], out=out[:, start:stop])
+        else:
+            out[:, start:stop] = 0
+    return out
+
+
+def _columns_product(x, operator):
+    """x (B, Q), A (P, Q) with its blocks -> (B, P): x @ A^T, block by block."""
+    matrix, blocks = operator
+    xp = get_array_module(x)
+    out = xp.empty((x.shape[0], matrix.shape[0]), dtype=x.dtype)
+    for start, stop, first, end in blocks:
+        if end > first:
+            xp.matmul(x[:, first:end], matrix[start:stop, first:end].T, out=out[:, start:stop])
+        else:
+            out[:, start:stop] = 0
+    return out
 
 
 def resize_planes(x, rows, columns):
-    """x (N, C, H, W), rows (Ho, H), columns (Wo, W) -> (N, C, Ho, Wo): rows @ x[n, c] @ columns^T.
+    """x (N, C, H, W), operators rows (Ho, H) and columns (Wo, W) -> (N, C, Ho, Wo): rows @ x[n, c] @ columns^T.
 
-    Applies the axis whose product is cheaper first; both are plain GEMMs.
+    Resizes first along the axis that gives the smaller intermediate.
     """
     n, c, h, w = x.shape
-    out_h, out_w = rows.shape[0], columns.shape[0]
-    if h * w * out_w + out_h * h * out_w <= out_h * h * w + out_h * w * out_w:
-        along_w = (x.reshape(n * c * h, w) @ columns.T).reshape(n * c, h, out_w)
-        return (rows @ along_w).reshape(n, c, out_h, out_w)
-    along_h = rows @ x.reshape(n * c, h, w)
-    return (along_h.reshape(n * c * out_h, w) @ columns.T).reshape(n, c, out_h, out_w)
+    out_h, out_w = rows[0].shape[0], columns[0].shape[0]
+    if h * out_w <= out_h * w:
+        along_w = _columns_product(x.reshape(n * c * h, w), columns).reshape(n * c, h, out_w)
+        return _rows_product(rows, along_w).reshape(n, c, out_h, out_w)
+    along_h = _rows_product(rows, x.reshape(n * c, h, w))
+    return _columns_product(along_h.reshape(n * c * out_h, w), columns).reshape(n, c, out_h, out_w)
+
+
+def _operators(input_hw, output_hw, mode, align_corners, scale_factor, like, transposed=False):
+    """The (rows, columns) operators of a resize from input_hw to output_hw (transposed for its adjoint)."""
+    return tuple(interpolation_operator(input_hw[a], output_hw[a], mode, align_corners, scale_factor[a], like,
+                                        transposed) for a in range(2))
 
 
 def upsample_bilinear2d_forward(x, output_hw, align_corners, scale_factor=(None, None)):
     """x (N, C, H, W) -> y (N, C, *output_hw), cache; ``scale_factor`` per axis as given by the user (or None)."""
-    rows = interpolation_matrix(x.shape[2], output_hw[0], "bilinear", align_corners, scale_factor[0], x)
-    columns = interpolation_matrix(x.shape[3], output_hw[1], "bilinear", align_corners, scale_factor[1], x)
-    return resize_planes(x, rows, columns), (rows, columns)
+    rows, columns = _operators(x.shape[2:], output_hw, "bilinear", align_corners, scale_factor, x)
+    return resize_planes(x, rows, columns), (x.shape, align_corners, scale_factor)
 
 
 def upsample_bilinear2d_backward(dy, cache):
     """dy (N, C, Ho, Wo) -> dx (N, C, H, W)."""
-    rows, columns = cache
+    input_shape, align_corners, scale_factor = cache
+    rows, columns = _operators(input_shape[2:], dy.shape[2:], "bilinear", align_corners, scale_factor, dy, True)
     # dx = A_h^T @ dy @ A_w, plane by plane
-    return resize_planes(dy, rows.T, columns.T)
+    return resize_planes(dy, rows, columns)
 
 
 def integer_scale(in_size, sources):
@@ -137,7 +193,6 @@ def upsample_nearest2d_backward(dy, cache):
     if None not in scales:
         # dx[n, c, i, j] = sum over the s_h x s_w block of dy that copied x[n, c, i, j]
         return dy.reshape(n, c, h, scales[0], w, scales[1]).sum(axis=(3, 5))
-    rows = interpolation_matrix(h, dy.shape[2], "nearest", False, scale_factor[0], dy)
-    columns = interpolation_matrix(w, dy.shape[3], "nearest", False, scale_factor[1], dy)
+    rows, columns = _operators((h, w), dy.shape[2:], "nearest", False, scale_factor, dy, True)
     # dx = B_h^T @ dy @ B_w with the 0/1 matrices B of the forward gather
-    return resize_planes(dy, rows.T, columns.T)
+    return resize_planes(dy, rows, columns)

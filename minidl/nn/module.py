@@ -43,6 +43,9 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if name in self._parameters and not isinstance(value, (Parameter, type(None))):
+            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to parameter '{name}' "
+                            "(a Parameter or None expected; to change the values, write into .data)")
         for registry in (self._parameters, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):
@@ -159,7 +162,7 @@ class Module:
         """Copy values into the existing arrays, cast to their dtype.
 
         Keys missing from ``state_dict`` or not in the model are errors when
-        ``strict``; a shape mismatch is always an error. Every problem is
+        ``strict``; a shape mismatch is always an error (RuntimeError, as PyTorch). Every problem is
         checked before anything is copied. Returns ``(missing_keys, unexpected_keys)``.
         """
         targets = {full_name: (module, name, is_parameter)
@@ -168,7 +171,7 @@ class Module:
         unexpected = [key for key in state_dict if key not in targets]
         owner = type(self).__name__
         if strict and (missing or unexpected):
-            raise KeyError(f"{owner}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+            raise RuntimeError(f"{owner}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         values = {}
         for key, (module, name, is_parameter) in targets.items():
             if key not in state_dict:
@@ -177,7 +180,7 @@ class Module:
             value = state_dict[key]
             value = backend.to_numpy(value.detach() if hasattr(value, "detach") else value)
             if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"{owner}.load_state_dict: key '{key}' has shape {tuple(value.shape)}, "
+                raise RuntimeError(f"{owner}.load_state_dict: key '{key}' has shape {tuple(value.shape)}, "
                                  f"the model expects {tuple(target.shape)}")
             values[key] = value
         for key, value in values.items():
