@@ -1,50 +1,37 @@
-"""One training step (forward, BCE+Dice, backward, SGD update) of SegNetSmall and FCN: minidl vs PyTorch.
+"""One training step (forward, BCE+Dice, backward, SGD update) of SegNetSmall and FCN: minidl against PyTorch.
 
-    python bench/models.py           # SegNetSmall N=8 1x128x192 and FCN(num_classes=1) N=2 3x224x224
-    python bench/models.py --quick   # tiny sizes, only to check that the script runs
+    python -m bench.models           # SegNetSmall N=8 1x128x192 and FCN(num_classes=1) N=2 3x224x224
+    python -m bench.models --quick   # tiny sizes: a smoke test of the script
 
-Every (model, framework) pair runs in its own subprocess, so the peak resident memory reported
-(``resource.getrusage`` maxrss, which includes the interpreter and the imported libraries) is that
-side's alone. Times are medians over timed steps after one warm-up step, float32 on the CPU, and
-the PyTorch models are the tests' equivalents (``tests/torch_models.py``) with the same weights layout.
+float32 on the CPU, the same loss (BCE-with-logits mean + soft Dice, smooth 1) and SGD (lr 0.01) on both
+sides; the PyTorch networks are the tests' equivalents (``tests/torch_models.py``). All minidl timings
+are taken first, then all PyTorch timings; ``ratio`` is minidl's median step time over PyTorch's (lower
+is better). Memory: one step in a fresh process per side, its peak RSS and how far the step raised it
+above the resident size before it.
 """
 import argparse
-import json
+import importlib.util
 import os
-import resource
-import statistics
-import subprocess
-import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import numpy
 
-FULL_CASES = [("SegNetSmall", (8, 1, 128, 192), 5), ("FCN", (2, 3, 224, 224), 3)]
-QUICK_CASES = [("SegNetSmall", (2, 1, 32, 32), 2), ("FCN", (1, 3, 32, 32), 2)]
+from bench.common import REPOSITORY, import_torch, machine_summary, markdown_table, median_ms, peak_rss_mib
+
+CASES = [("SegNetSmall", [8, 1, 128, 192]), ("FCN", [2, 3, 224, 224])]
+QUICK_CASES = [("SegNetSmall", [2, 1, 32, 32]), ("FCN", [1, 3, 32, 32])]
 LEARNING_RATE = 0.01
 
 
 def _batch(shape):
-    import numpy
+    """A random float32 image batch and a binary (N, 1, H, W) mask."""
     rng = numpy.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(numpy.float32)
+    x = rng.standard_normal(shape, dtype=numpy.float32)
     target = (rng.random((shape[0], 1) + tuple(shape[2:])) > 0.5).astype(numpy.float32)
     return x, target
 
 
-def _time_steps(step, steps):
-    step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def minidl_step_times(model_name, shape, steps):
-    """Seconds per training step of the minidl model, ``steps`` timed steps after one warm-up."""
+def minidl_step(model_name, shape):
+    """A callable running one minidl training step of ``model_name`` on a batch of ``shape``."""
     import minidl
     import models
     model = models.SegNetSmall() if model_name == "SegNetSmall" else models.FCN(in_channels=3, num_classes=1)
@@ -57,84 +44,68 @@ def minidl_step_times(model_name, shape, steps):
         loss(model(x), target)
         model.backward(loss.backward())
         optimizer.step()
+    return step
 
-    return _time_steps(step, steps)
+
+def _torch_models(torch):
+    spec = importlib.util.spec_from_file_location("torch_models", os.path.join(REPOSITORY, "tests", "torch_models.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.torch_models(torch)
 
 
-def torch_step_times(model_name, shape, steps):
-    """Seconds per training step of the PyTorch equivalent, same loss and optimizer."""
-    import torch
-    from torch_models import torch_models
-    torch.set_num_threads(os.cpu_count() or 1)
-    classes = torch_models(torch)
+def torch_step(model_name, shape):
+    """A callable running one PyTorch training step of the equivalent network, same loss and optimizer."""
+    torch = import_torch()
+    classes = _torch_models(torch)
     if model_name == "SegNetSmall":
         model = classes.SegNetSmall(1, 1, 16, "bilinear")
     else:
         model = classes.FCN(3, 1, (64, 128, 256, 512, 512))
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-    x, target = (torch.from_numpy(a) for a in _batch(shape))
+    x, target = (torch.from_numpy(array) for array in _batch(shape))
 
     def bce_dice(logits):
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
         p = torch.sigmoid(logits)
-        intersection, total = (p * target).sum(dim=(2, 3)), p.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
+        intersection = (p * target).sum(dim=(2, 3))
+        total = p.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
         return bce + (1 - (2 * intersection + 1) / (total + 1)).mean()
 
     def step():
         optimizer.zero_grad()
         bce_dice(model(x)).backward()
         optimizer.step()
-
-    return _time_steps(step, steps)
-
-
-def _worker(framework, model_name, shape, steps):
-    measure = minidl_step_times if framework == "minidl" else torch_step_times
-    times = measure(model_name, shape, steps)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"median_s": statistics.median(times), "times_s": times, "peak_mb": peak_mb}))
-
-
-def _measure_in_subprocess(framework, model_name, shape, steps):
-    command = [sys.executable, os.path.abspath(__file__), "--worker", framework, model_name,
-               ",".join(map(str, shape)), str(steps)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"bench/models.py: {framework} {model_name} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return step
 
 
 def run(quick=False):
-    """Rows, one per model: input shape, median step seconds and peak MB on each side, minidl / PyTorch ratio."""
+    """Rows: model, input, median step ms on each side, their ratio, and each side's peak / step MiB."""
+    cases = QUICK_CASES if quick else CASES
+    repeats = {"SegNetSmall": 5, "FCN": 3}
+    ours = [median_ms(minidl_step(name, shape), warmup=1, repeats=repeats[name], quick=quick)
+            for name, shape in cases]
+    torch = import_torch()
+    theirs = [median_ms(torch_step(name, shape), warmup=1, repeats=repeats[name], quick=quick)
+              if torch else float("nan") for name, shape in cases]
     rows = []
-    for model_name, shape, steps in (QUICK_CASES if quick else FULL_CASES):
-        ours = _measure_in_subprocess("minidl", model_name, shape, steps)
-        theirs = _measure_in_subprocess("torch", model_name, shape, steps)
-        rows.append({"model": model_name, "input": "x".join(map(str, shape)), "steps": steps,
-                     "minidl_s": ours["median_s"], "torch_s": theirs["median_s"],
-                     "ratio": ours["median_s"] / theirs["median_s"],
-                     "minidl_peak_mb": ours["peak_mb"], "torch_peak_mb": theirs["peak_mb"]})
+    for (name, shape), minidl_ms, torch_ms in zip(cases, ours, theirs):
+        minidl_peak, minidl_step_mib = peak_rss_mib("bench.models:minidl_step", name, shape)
+        torch_peak, torch_step_mib = (peak_rss_mib("bench.models:torch_step", name, shape) if torch
+                                      else (float("nan"), float("nan")))
+        rows.append({"model": name, "input": "x".join(map(str, shape)), "minidl ms": minidl_ms,
+                     "torch ms": torch_ms, "ratio": minidl_ms / torch_ms,
+                     "minidl peak MiB": minidl_peak, "torch peak MiB": torch_peak,
+                     "minidl step MiB": minidl_step_mib, "torch step MiB": torch_step_mib})
     return rows
 
 
-def _print_table(rows):
-    print(f"{'model':<12} {'input':<14} {'minidl s':>9} {'torch s':>9} {'ratio':>7} {'minidl MB':>10} {'torch MB':>9}")
-    for row in rows:
-        print(f"{row['model']:<12} {row['input']:<14} {row['minidl_s']:>9.3f} {row['torch_s']:>9.3f} "
-              f"{row['ratio']:>7.2f} {row['minidl_peak_mb']:>10.0f} {row['torch_peak_mb']:>9.0f}")
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="minidl vs PyTorch: one training step of each model")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
-    parser.add_argument("--worker", nargs=4, metavar=("FRAMEWORK", "MODEL", "SHAPE", "STEPS"),
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        framework, model_name, shape, steps = args.worker
-        _worker(framework, model_name, tuple(int(s) for s in shape.split(",")), int(steps))
-        return
-    _print_table(run(quick=args.quick))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
+    options = parser.parse_args(argv)
+    print(machine_summary())
+    print(markdown_table(run(quick=options.quick)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import functools
 
 import numpy
 
-from . import backend
+from .backend import cupy_or_none, get_array_module, is_gpu_array
+from .functional.windows import window_output_size
 
 THREADS_PER_BLOCK = 256
 INT32_LIMIT = 2 ** 31  # arrays at least this large get 64-bit index arithmetic
@@ -139,14 +140,8 @@ extern "C" __global__ void max_unpool_backward(const T* dy, const long long* ind
 }
 """
 
-KERNEL_NAMES = ("im2col", "col2im", "max_pool_forward", "max_pool_backward", "max_unpool_forward",
-                "max_unpool_backward")
 VALUE_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
 INDEX_TYPES = {numpy.dtype(numpy.int32): "int", numpy.dtype(numpy.int64): "long long"}
-
-
-def _cupy():
-    return backend.require_gpu("minidl.kernels")
 
 
 def source_for(value_type, index_type):
@@ -157,12 +152,14 @@ def source_for(value_type, index_type):
 @functools.lru_cache(maxsize=None)
 def compiled_module(dtype, index_dtype):
     """The ``cupy.RawModule`` for one (value dtype, index dtype) pair, compiled once per process."""
-    cupy = _cupy()
     code = source_for(VALUE_TYPES[numpy.dtype(dtype)], INDEX_TYPES[numpy.dtype(index_dtype)])
-    return cupy.RawModule(code=code)
+    return cupy_or_none().RawModule(code=code)
 
 
-def _value_dtype(function, array):
+def _check_array(function, array):
+    """The array's dtype, after checking that it is a float32 or float64 device array."""
+    if not is_gpu_array(array):
+        raise TypeError(f"minidl.kernels.{function}: expected a cupy.ndarray, got {type(array).__name__}")
     dtype = numpy.dtype(array.dtype)
     if dtype not in VALUE_TYPES:
         raise TypeError(f"minidl.kernels.{function}: expected a float32 or float64 array, got dtype {dtype} "
@@ -191,21 +188,20 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
     ``pad_value`` fills the border, ``grid`` = (Ho, Wo) (default: every window
     that fits), ``out`` an optional cols buffer to fill. One thread per cols element.
     """
-    cupy = _cupy()
-    dtype = _value_dtype("im2col", x)
+    dtype = _check_array("im2col", x)
+    xp = get_array_module(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     if grid is None:
-        grid = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
-                     for size, k, s, p, d in ((h, kh, sh, ph, dh), (w, kw, sw, pw, dw)))
+        grid = (window_output_size(h, kh, sh, ph, dh), window_output_size(w, kw, sw, pw, dw))
     ho, wo = grid
     shape = (n, c, kh, kw, ho, wo)
     if out is not None and (tuple(out.shape) != shape or out.dtype != dtype):
         raise ValueError(f"minidl.kernels.im2col: out has shape {tuple(out.shape)} and dtype {out.dtype}, "
                          f"expected {shape} and {dtype}")
     direct = out is not None and out.flags.c_contiguous
-    cols = out if direct else cupy.empty(shape, dtype=dtype)
-    x = cupy.ascontiguousarray(x)
+    cols = out if direct else xp.empty(shape, dtype=dtype)
+    x = xp.ascontiguousarray(x)
     _launch("im2col", dtype, (x.size, cols.size), cols.size, (x, cols),
             (h, w, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw), (dtype.type(pad_value),))
     if out is not None and not direct:
@@ -220,13 +216,13 @@ def col2im(cols, input_shape, stride, padding, dilation):
     A gather: one thread per input pixel adds the columns of every window
     offset (i, j) that covers it, in the order of the host loop.
     """
-    cupy = _cupy()
-    dtype = _value_dtype("col2im", cols)
+    dtype = _check_array("col2im", cols)
+    xp = get_array_module(cols)
     n, c, kh, kw, ho, wo = cols.shape
     h, w = int(input_shape[2]), int(input_shape[3])
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    cols = cupy.ascontiguousarray(cols)
-    x = cupy.empty((n, c, h, w), dtype=dtype)
+    cols = xp.ascontiguousarray(cols)
+    x = xp.empty((n, c, h, w), dtype=dtype)
     _launch("col2im", dtype, (x.size, cols.size), x.size, (cols, x),
             (h, w, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw))
     return x
@@ -240,13 +236,13 @@ def max_pool_forward(x, kernel, stride, padding, dilation, grid):
     over numbers and the last NaN over earlier ones, and a window of -inf
     points at its first cell inside the input. The index is ``h * W + w``.
     """
-    cupy = _cupy()
-    dtype = _value_dtype("max_pool_forward", x)
+    dtype = _check_array("max_pool_forward", x)
+    xp = get_array_module(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, grid
-    x = cupy.ascontiguousarray(x)
-    y = cupy.empty((n, c, ho, wo), dtype=dtype)
-    indices = cupy.empty((n, c, ho, wo), dtype=numpy.int64)
+    x = xp.ascontiguousarray(x)
+    y = xp.empty((n, c, ho, wo), dtype=dtype)
+    indices = xp.empty((n, c, ho, wo), dtype=numpy.int64)
     _launch("max_pool_forward", dtype, (x.size, y.size), y.size, (x, y, indices),
             (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw))
     return y, indices
@@ -258,14 +254,14 @@ def max_pool_backward(dy, indices, input_shape, kernel, stride, padding, dilatio
     A gather: one thread per input pixel sums dy over the windows that cover
     it and whose stored index is that pixel (in the order of the host col2im).
     """
-    cupy = _cupy()
-    dtype = _value_dtype("max_pool_backward", dy)
+    dtype = _check_array("max_pool_backward", dy)
+    xp = get_array_module(dy)
     n, c, h, w = (int(s) for s in input_shape)
     _, _, ho, wo = dy.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    dy = cupy.ascontiguousarray(dy)
-    indices = cupy.ascontiguousarray(indices, dtype=numpy.int64)
-    dx = cupy.empty((n, c, h, w), dtype=dtype)
+    dy = xp.ascontiguousarray(dy)
+    indices = xp.ascontiguousarray(indices, dtype=numpy.int64)
+    dx = xp.empty((n, c, h, w), dtype=dtype)
     _launch("max_pool_backward", dtype, (dx.size, dy.size), dx.size, (dy, indices, dx),
             (h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw))
     return dx
@@ -277,13 +273,13 @@ def max_unpool_forward(x, indices, output_hw):
     One thread per input element writes ``y[n, c].flat[index] = x[n, c, h, w]``;
     indices outside the output plane are skipped (validate them before calling).
     """
-    cupy = _cupy()
-    dtype = _value_dtype("max_unpool_forward", x)
+    dtype = _check_array("max_unpool_forward", x)
+    xp = get_array_module(x)
     n, c, h, w = x.shape
     out_h, out_w = (int(s) for s in output_hw)
-    x = cupy.ascontiguousarray(x)
-    indices = cupy.ascontiguousarray(indices, dtype=numpy.int64)
-    y = cupy.zeros((n, c, out_h, out_w), dtype=dtype)
+    x = xp.ascontiguousarray(x)
+    indices = xp.ascontiguousarray(indices, dtype=numpy.int64)
+    y = xp.zeros((n, c, out_h, out_w), dtype=dtype)
     _launch("max_unpool_forward", dtype, (x.size, y.size), x.size, (x, indices, y), (h * w, out_h * out_w))
     return y
 
@@ -293,13 +289,13 @@ def max_unpool_backward(dy, indices):
 
     A gather, one thread per input element (0 for an index outside the plane).
     """
-    cupy = _cupy()
-    dtype = _value_dtype("max_unpool_backward", dy)
+    dtype = _check_array("max_unpool_backward", dy)
+    xp = get_array_module(dy)
     n, c, out_h, out_w = dy.shape
     _, _, h, w = indices.shape
-    dy = cupy.ascontiguousarray(dy)
-    indices = cupy.ascontiguousarray(indices, dtype=numpy.int64)
-    dx = cupy.empty(indices.shape, dtype=dtype)
+    dy = xp.ascontiguousarray(dy)
+    indices = xp.ascontiguousarray(indices, dtype=numpy.int64)
+    dx = xp.empty(indices.shape, dtype=dtype)
     _launch("max_unpool_backward", dtype, (dx.size, dy.size), dx.size, (dy, indices, dx),
             (h * w, out_h * out_w))
     return dx

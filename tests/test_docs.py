@@ -1,11 +1,15 @@
 """The learning material: every code reference in docs/ resolves, every link and figure exists, figures rebuild."""
 import ast
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
+
+from minidl.functional.upsample import upsample_bilinear2d_forward
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCS = REPOSITORY / "docs"
@@ -107,3 +111,16 @@ def test_figure_script_rebuilds_every_committed_figure(tmp_path):
     for name in built:
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and 5_000 < len(data) < 200_000, f"{name}: {len(data)} bytes"
+
+
+@pytest.mark.parametrize("in_size, out_size", [(4, 8), (5, 11), (3, 7)])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_bilinear_figure_draws_the_matrix_minidl_uses(in_size, out_size, align_corners):
+    spec = importlib.util.spec_from_file_location("make_figures", REPOSITORY / "tools" / "make_figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    identity = numpy.eye(in_size).reshape(1, 1, in_size, in_size)
+    # resizing the identity along H only gives the (out, in) interpolation matrix itself
+    matrix, _ = upsample_bilinear2d_forward(identity, (out_size, in_size), align_corners)
+    numpy.testing.assert_allclose(figures.bilinear_matrix(in_size, out_size, align_corners), matrix[0, 0],
+                                  rtol=0, atol=1e-12)

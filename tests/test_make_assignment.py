@@ -68,9 +68,11 @@ def student_copy(tmp_path_factory):
     return copy
 
 
-def test_every_blankable_name_points_at_an_existing_page():
+def test_every_blankable_name_points_at_an_existing_page_and_is_documented():
+    coursework = (REPOSITORY / "docs" / "coursework.md").read_text()
     for name, (path, function, page) in tool.BLANKABLE.items():
         assert (REPOSITORY / page).is_file(), f"{name}: {page} does not exist"
+        assert f"| {name} | `{path}::{function}` |" in coursework, f"{name} is missing from docs/coursework.md"
     assert set(BLANKED + (WRONGLY_WRITTEN,)) <= set(tool.available()), tool.available()
 
 

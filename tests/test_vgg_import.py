@@ -74,7 +74,8 @@ def test_plain_weights_into_a_batchnorm_encoder_fill_only_the_convs(torch, tmp_p
     save_state(reference, path)
     model = models.SegNet(in_channels=3)
     load_vgg16_weights(model, path)
-    numpy.testing.assert_array_equal(model.enc2.convs[1].conv.bias.data, reference.state_dict()["features.7.bias"].numpy())
+    expected_bias = reference.state_dict()["features.7.bias"].numpy()
+    numpy.testing.assert_array_equal(model.enc2.convs[1].conv.bias.data, expected_bias)
     numpy.testing.assert_array_equal(model.enc2.convs[1].bn.running_mean, numpy.zeros(128, numpy.float32))
 
 

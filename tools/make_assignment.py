@@ -60,15 +60,20 @@ def available(root=REPOSITORY):
     return names
 
 
-def parse_names(text, root=REPOSITORY):
-    """'conv2d,relu' -> ['conv2d', 'relu']; ValueError naming the valid names for anything else."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
+def check_names(names, root=REPOSITORY):
+    """ValueError naming the valid short names unless ``names`` is a non-empty list of them."""
     valid = available(root)
     unknown = [name for name in names if name not in valid]
     if unknown or not names:
-        raise ValueError(f"make_assignment: unknown or unavailable function name(s) {unknown or [text]}; "
+        raise ValueError(f"make_assignment: unknown or unavailable function name(s) {unknown or names}; "
                          f"valid names: {', '.join(valid)}")
-    return list(dict.fromkeys(names))
+
+
+def parse_names(text, root=REPOSITORY):
+    """'conv2d,relu' -> ['conv2d', 'relu']; ValueError naming the valid names for anything else."""
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    check_names(names, root)
+    return names
 
 
 def _body_first_line(node, lines):
@@ -121,11 +126,7 @@ def copy_repository(outdir, root=REPOSITORY):
 
 def make_assignment(names, outdir, root=REPOSITORY):
     """Write the student copy into ``outdir`` with the backward of each short name in ``names`` blanked."""
-    valid = available(root)
-    unknown = [name for name in names if name not in valid]
-    if unknown:
-        raise ValueError(f"make_assignment: unknown or unavailable function name(s) {unknown}; "
-                         f"valid names: {', '.join(valid)}")
+    check_names(names, root)
     copy_repository(outdir, root)
     for name in names:
         path, function, page = BLANKABLE[name]
@@ -134,7 +135,7 @@ def make_assignment(names, outdir, root=REPOSITORY):
         file.write_text(blank_function(file.read_text(), function, message))
     tests = Path(outdir) / "tests" / "test_assignment.py"
     tests.parent.mkdir(parents=True, exist_ok=True)
-    tests.write_text(ASSIGNMENT_TESTS.replace("__CHECKED_NAMES__", repr(valid)))
+    tests.write_text(ASSIGNMENT_TESTS.replace("__CHECKED_NAMES__", repr(available(root))))
     return tests
 
 

@@ -16,7 +16,7 @@ only -inf at its first cell inside the input: PyTorch's choices.
 import numpy
 
 from ..backend import get_array_module
-from .im2col import col2im, im2col, output_grid
+from .im2col import col2im, im2col
 
 
 def scatter_to_planes(values, indices, plane_hw):
@@ -83,16 +83,52 @@ def _last_nan_indices(windows, corner, offsets):
     return corner + offsets[last_nan]
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
+def pooled_size(size, kernel, stride, padding, dilation, ceil_mode=False):
+    """Windows along one axis, PyTorch's rule: floor (or ceil) of (size + 2p - d(k-1) - 1) / s, plus 1.
+
+    With ``ceil_mode`` a last, partial window counts only if it starts inside the input or its left padding.
+    """
+    reach = size + 2 * padding - dilation * (kernel - 1) - 1
+    count = (reach + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (count - 1) * stride >= size + padding:
+        count -= 1
+    return count
+
+
+def pooled_grid(input_hw, kernel, stride, padding, dilation, ceil_mode=False):
+    """(Ho, Wo) of a max-pooling."""
+    return tuple(pooled_size(input_hw[a], kernel[a], stride[a], padding[a], dilation[a], ceil_mode)
+                 for a in range(2))
+
+
+def overhang(input_hw, grid, kernel, stride, padding, dilation):
+    """(rows, columns) by which ceil_mode's last windows reach past the padded input (0 without it)."""
+    return tuple(max(0, (grid[a] - 1) * stride[a] + dilation[a] * (kernel[a] - 1) + 1
+                     - (input_hw[a] + 2 * padding[a])) for a in range(2))
+
+
+def _extend(x, extra, fill):
+    """x (N, C, H, W) -> (N, C, H + extra[0], W + extra[1]) with ``fill`` below and to the right."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    extended = xp.full((n, c, h + extra[0], w + extra[1]), fill, dtype=x.dtype)
+    extended[:, :, :h, :w] = x
+    return extended
+
+
+def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
     """x (N, C, H, W) -> y (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64, cache.
 
     ``kernel``, ``stride``, ``padding`` and ``dilation`` are pairs; the grid is
-    floor((H + 2p - d(k-1) - 1) / s) + 1 per axis, as PyTorch without ceil_mode.
+    ``pooled_grid`` (PyTorch's). Cells past the padded input, which ceil_mode's
+    last windows may reach, count as padding.
     """
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    grid = output_grid((h, w), kernel, stride, padding, dilation)
-    cols = im2col(x, kernel, stride, padding, dilation, pad_value=-numpy.inf, grid=grid)
+    grid = pooled_grid((h, w), kernel, stride, padding, dilation, ceil_mode)
+    extra = overhang((h, w), grid, kernel, stride, padding, dilation)
+    padded_x = _extend(x, extra, -numpy.inf) if max(extra) else x
+    cols = im2col(padded_x, kernel, stride, padding, dilation, pad_value=-numpy.inf, grid=grid)
     windows = cols.reshape(n, c, kernel[0] * kernel[1], grid[0], grid[1])
     y = windows.max(axis=2)
     corner, offsets = window_cells(grid, (h, w), kernel, stride, padding, dilation, xp)
@@ -100,7 +136,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1)):
     nan_windows = xp.isnan(y)
     if nan_windows.any():
         indices = xp.where(nan_windows, _last_nan_indices(windows, corner, offsets), indices)
-    if padding != (0, 0):
+    if padding != (0, 0) or max(extra):
         only_minus_inf = y == -numpy.inf
         if only_minus_inf.any():
             first_inside = first_inside_indices(grid, (h, w), stride, padding, dilation, xp)
@@ -123,7 +159,11 @@ def route_through_windows(dy, cache):
     for k in range(len(offsets)):
         one_hot[:, :, k] = xp.where(indices == corner + offsets[k], dy, 0)
     # dx = col2im(cols) with cols[n, c, k, p] = dy[n, c, p] * [window p's maximum is its cell k]
-    return col2im(one_hot.reshape(n, c, kernel[0], kernel[1], ho, wo), input_shape, stride, padding, dilation)
+    h, w = input_shape[2:]
+    extra = overhang((h, w), (ho, wo), kernel, stride, padding, dilation)
+    dx = col2im(one_hot.reshape(n, c, kernel[0], kernel[1], ho, wo), (n, c, h + extra[0], w + extra[1]), stride,
+                padding, dilation)
+    return dx[:, :, :h, :w] if max(extra) else dx
 
 
 def max_pool2d_backward(dy, cache):
