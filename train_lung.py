@@ -46,6 +46,7 @@ def train_parser():
     option("--batch-size", type=int, help=f"default {DEFAULTS.batch_size}")
     option("--size", type=int, help=f"train at SIZE x SIZE pixels (default {DEFAULTS.size})")
     option("--lr", type=float, help=f"learning rate (default {DEFAULTS.lr})")
+    option("--lr-decay", type=float, help=f"learning rate factor per epoch (default {DEFAULTS.lr_decay})")
     option("--optimizer", help=f"{' or '.join(OPTIMIZERS)} (default {DEFAULTS.optimizer})")
     option("--weight-decay", type=float, help="default 0")
     option("--loss", help=f"{', '.join(LOSSES)} (ce trains 2-class logits; default {DEFAULTS.loss})")

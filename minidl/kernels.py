@@ -25,6 +25,7 @@ THREADS_PER_BLOCK = 256
 INT32_LIMIT = 2 ** 31  # arrays at least this large get 64-bit index arithmetic
 
 SOURCE = r"""
+// cols[n, c, i, j, ho, wo] = x[n, c, ho*sh + i*dh - ph, wo*sw + j*dw - pw], pad_value outside x
 extern "C" __global__ void im2col(const T* x, T* cols, I total, I height, I width, I kernel_h, I kernel_w,
                                   I out_h, I out_w, I stride_h, I stride_w, I pad_h, I pad_w,
                                   I dilation_h, I dilation_w, T pad_value)
@@ -41,6 +42,7 @@ extern "C" __global__ void im2col(const T* x, T* cols, I total, I height, I widt
     cols[index] = inside ? x[(plane * height + h) * width + w] : pad_value;
 }
 
+// x[n, c, h, w] = sum of cols[n, c, i, j, ho, wo] over h + ph = ho*sh + i*dh, w + pw = wo*sw + j*dw
 extern "C" __global__ void col2im(const T* cols, T* x, I total, I height, I width, I kernel_h, I kernel_w,
                                   I out_h, I out_w, I stride_h, I stride_w, I pad_h, I pad_w,
                                   I dilation_h, I dilation_w)
@@ -65,6 +67,7 @@ extern "C" __global__ void col2im(const T* cols, T* x, I total, I height, I widt
     x[index] = sum;
 }
 
+// y[n, c, ho, wo] = max of the window's cells inside x, indices = h * W + w of the (first) maximum
 extern "C" __global__ void max_pool_forward(const T* x, T* y, long long* indices, I total, I height, I width,
                                             I out_h, I out_w, I kernel_h, I kernel_w, I stride_h, I stride_w,
                                             I pad_h, I pad_w, I dilation_h, I dilation_w)
@@ -93,6 +96,7 @@ extern "C" __global__ void max_pool_forward(const T* x, T* y, long long* indices
     indices[index] = best_index < 0 ? 0 : (long long)best_index;
 }
 
+// dx[n, c, h, w] = sum of dy[n, c, ho, wo] over the windows covering (h, w) whose index is h * W + w
 extern "C" __global__ void max_pool_backward(const T* dy, const long long* indices, T* dx, I total, I height,
                                              I width, I out_h, I out_w, I kernel_h, I kernel_w,
                                              I stride_h, I stride_w, I pad_h, I pad_w,
@@ -120,6 +124,7 @@ extern "C" __global__ void max_pool_backward(const T* dy, const long long* indic
     dx[index] = sum;
 }
 
+// y[n, c].flat[indices[n, c, p]] = x[n, c, p] (y zeroed beforehand)
 extern "C" __global__ void max_unpool_forward(const T* x, const long long* indices, T* y, I total,
                                               I in_plane_size, I out_plane_size)
 {
@@ -129,6 +134,7 @@ extern "C" __global__ void max_unpool_forward(const T* x, const long long* indic
     if (target >= 0 && target < out_plane_size) y[(index / in_plane_size) * out_plane_size + target] = x[index];
 }
 
+// dx[n, c, p] = dy[n, c].flat[indices[n, c, p]]
 extern "C" __global__ void max_unpool_backward(const T* dy, const long long* indices, T* dx, I total,
                                                I in_plane_size, I out_plane_size)
 {

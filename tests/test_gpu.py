@@ -115,6 +115,7 @@ LAYERS = {
     "max_pool": (lambda: nn.MaxPool2d(2), (2, 3, 8, 6)),
     "max_pool_overlapping_padded": (lambda: nn.MaxPool2d(3, stride=2, padding=1), (2, 2, 9, 7)),
     "max_pool_dilated": (lambda: nn.MaxPool2d(2, stride=1, dilation=2), (1, 2, 7, 6)),
+    "max_pool_ceil_mode": (lambda: nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True), (2, 2, 8, 7)),
     "upsample_nearest": (lambda: nn.Upsample(scale_factor=2), (2, 3, 4, 5)),
     "upsample_nearest_size": (lambda: nn.Upsample(size=(7, 9)), (2, 3, 4, 5)),
     "upsample_bilinear_aligned": (lambda: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
@@ -395,26 +396,27 @@ def test_im2col_kernel_fills_given_buffers_and_a_smaller_grid(cupy, rng):
 
 POOL_GEOMETRIES = [geometry for geometry in itertools.product(
     [(6, 6), (7, 5), (2, 3)], [(2, 2), (3, 3), (1, 2)], [(1, 1), (2, 2), (1, 2)], [(0, 0), (1, 1), (0, 1)],
-    [(1, 1), (2, 1)]) if all(geometry[3][a] <= geometry[1][a] // 2 for a in range(2))]
+    [(1, 1), (2, 1)], [False, True]) if all(geometry[3][a] <= geometry[1][a] // 2 for a in range(2))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pooling_kernels_equal_host_pooling(dtype, rng):
     checked = 0
-    for (h, w), kernel, stride, padding, dilation in POOL_GEOMETRIES:
-        grid = host_windows.output_grid((h, w), kernel, stride, padding, dilation)
+    for (h, w), kernel, stride, padding, dilation, ceil_mode in POOL_GEOMETRIES:
+        geometry = f"{(h, w)}, kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation}, {ceil_mode}"
+        grid = host_pooling.pooled_grid((h, w), kernel, stride, padding, dilation, ceil_mode)
         if min(grid) < 1:
             continue
         x = tie_free((2, 3, h, w), rng, dtype)
         x[0, 0].flat[-1] = x[0, 0].flat[0]  # one tie: the first maximum in scan order wins
-        y, indices, cache = host_pooling.max_pool2d_forward(x, kernel, stride, padding, dilation)
+        y, indices, cache = host_pooling.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode)
         y_gpu, indices_gpu = kernels.max_pool_forward(to_gpu(x), kernel, stride, padding, dilation, grid)
-        assert_identical(y_gpu, y, f"max-pool {h, w, kernel, stride, padding, dilation}")
-        assert_identical(indices_gpu, indices, f"max-pool indices {h, w, kernel, stride, padding, dilation}")
+        assert_identical(y_gpu, y, f"max-pool {geometry}")
+        assert_identical(indices_gpu, indices, f"max-pool indices {geometry}")
         dy = rng.standard_normal(y.shape).astype(dtype)
         assert_identical(kernels.max_pool_backward(to_gpu(dy), indices_gpu, x.shape, kernel, stride, padding,
                                                    dilation),
-                         host_pooling.max_pool2d_backward(dy, cache), f"max-pool backward {kernel, stride}")
+                         host_pooling.max_pool2d_backward(dy, cache), f"max-pool backward {geometry}")
         if not host_pooling.windows_overlap(kernel, stride, dilation):
             unpooled, _ = host_pooling.max_unpool2d_forward(y, indices, (h, w))
             assert_identical(kernels.max_unpool_forward(y_gpu, indices_gpu, (h, w)), unpooled, "unpool")
@@ -422,7 +424,26 @@ def test_pooling_kernels_equal_host_pooling(dtype, rng):
             assert_identical(kernels.max_unpool_backward(to_gpu(dz), indices_gpu),
                              host_pooling.max_unpool2d_backward(dz, indices), "unpool backward")
         checked += 1
-    assert checked > 50
+    assert checked > 100
+
+
+def test_kernels_on_a_layer_sized_input(rng):
+    """Thousands of blocks: (4, 16, 33, 31) float32 through every kernel, equal to the host code."""
+    x = tie_free((4, 16, 33, 31), rng, numpy.float32)
+    cols = host_windows.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1))
+    assert_identical(kernels.im2col(to_gpu(x), (3, 3), (1, 1), (1, 1), (1, 1)), cols, "im2col")
+    assert_identical(kernels.col2im(to_gpu(cols), x.shape, (1, 1), (1, 1), (1, 1)),
+                     host_windows.col2im(cols, x.shape, (1, 1), (1, 1), (1, 1)), "col2im")
+    y, indices, cache = host_pooling.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    y_gpu, indices_gpu = kernels.max_pool_forward(to_gpu(x), (2, 2), (2, 2), (0, 0), (1, 1), y.shape[2:])
+    assert_identical(y_gpu, y, "max-pool")
+    assert_identical(indices_gpu, indices, "max-pool indices")
+    assert_identical(kernels.max_pool_backward(to_gpu(y), indices_gpu, x.shape, (2, 2), (2, 2), (0, 0), (1, 1)),
+                     host_pooling.max_pool2d_backward(y, cache), "max-pool backward")
+    unpooled, _ = host_pooling.max_unpool2d_forward(y, indices, x.shape[2:])
+    assert_identical(kernels.max_unpool_forward(y_gpu, indices_gpu, x.shape[2:]), unpooled, "unpool")
+    assert_identical(kernels.max_unpool_backward(to_gpu(x), indices_gpu),
+                     host_pooling.max_unpool2d_backward(x, indices), "unpool backward")
 
 
 def test_max_pool_kernel_nan_and_minus_infinity_follow_pytorch():

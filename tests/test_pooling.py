@@ -17,13 +17,25 @@ POOL_CASES = [
     (3, None, 0, 1, (1, 1, 7, 9)),
     ((2, 3), (1, 2), (1, 0), 1, (1, 2, 5, 7)),
     (2, 1, 1, 2, (1, 2, 6, 5)),
+    (1, 2, 0, 1, (1, 2, 5, 6)),
 ]
 
 
-def _torch_pool(torch, x, kernel, stride, padding, dilation, dy):
+# ceil_mode: the last partial window is kept (first four) or dropped because it would start in the padding (last)
+CEIL_CASES = [
+    (2, 2, 0, 1, (1, 2, 7, 9)),
+    (3, 2, 1, 1, (1, 2, 8, 6)),
+    (3, 3, 0, 1, (2, 1, 7, 8)),
+    (3, 2, 0, 2, (1, 1, 9, 8)),
+    (2, 3, 1, 1, (1, 1, 6, 7)),
+]
+
+
+def _torch_pool(torch, x, kernel, stride, padding, dilation, dy, ceil_mode=False):
     """PyTorch's output, indices and input gradient for the same pooling."""
     xt = torch.tensor(x, requires_grad=True)
-    yt, it = torch.nn.functional.max_pool2d(xt, kernel, stride, padding, dilation=dilation, return_indices=True)
+    yt, it = torch.nn.functional.max_pool2d(xt, kernel, stride, padding, dilation=dilation, ceil_mode=ceil_mode,
+                                            return_indices=True)
     yt.backward(torch.tensor(dy))
     return yt.detach().numpy(), it.numpy(), xt.grad.numpy()
 
@@ -45,9 +57,25 @@ def test_max_pool_matches_torch(torch, kernel, stride, padding, dilation, shape,
     dx = pool.backward(dy)
     y_torch, indices_torch, dx_torch = _torch_pool(torch, x, kernel, stride, padding, dilation, dy)
     assert indices.dtype == numpy.int64 and y.dtype == dtype and dx.dtype == dtype
+    assert indices.flags.c_contiguous and indices.flags.writeable
     assert (indices == indices_torch).all()
     assert (y == y_torch).all()
     assert_close(dx, dx_torch, rtol=rtol, atol=rtol, name="dx")
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, shape", CEIL_CASES)
+def test_ceil_mode_matches_torch_and_gradcheck(torch, kernel, stride, padding, dilation, shape, rng):
+    x = tie_free(shape, rng)
+    pool = minidl.nn.MaxPool2d(kernel, stride, padding, return_indices=True, dilation=dilation, ceil_mode=True)
+    y, indices = pool(x)
+    dy = rng.standard_normal(y.shape)
+    dx = pool.backward(dy)
+    y_torch, indices_torch, dx_torch = _torch_pool(torch, x, kernel, stride, padding, dilation, dy, True)
+    assert (indices == indices_torch).all()
+    assert (y == y_torch).all()
+    assert_close(dx, dx_torch, rtol=1e-12, atol=1e-12, name="dx")
+    errors = check_module(minidl.nn.MaxPool2d(kernel, stride, padding, dilation=dilation, ceil_mode=True), x)
+    assert errors["input"] < TOLERANCE, errors
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 1, 1), (3, 2, 1), (2, 1, 0)])

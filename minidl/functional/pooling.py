@@ -19,6 +19,15 @@ from ..backend import get_array_module
 from .im2col import col2im, im2col
 
 
+def flat_plane_indices(indices, plane_size):
+    """indices (N, C, ...) inside planes of ``plane_size`` -> int64 (N*C, K): positions in the N*C planes laid
+    end to end, so one flat fancy index reaches every plane."""
+    xp = get_array_module(indices)
+    n, c = indices.shape[:2]
+    plane_starts = xp.arange(n * c, dtype=xp.int64) * plane_size
+    return indices.reshape(n * c, -1) + plane_starts[:, None]
+
+
 def scatter_to_planes(values, indices, plane_hw):
     """values, indices (N, C, h, w) -> planes (N, C, H, W) of zeros with values put at the flat indices.
 
@@ -27,17 +36,16 @@ def scatter_to_planes(values, indices, plane_hw):
     """
     xp = get_array_module(values)
     n, c = values.shape[:2]
-    planes = xp.zeros((n, c, plane_hw[0] * plane_hw[1]), dtype=values.dtype)
-    xp.put_along_axis(planes, indices.reshape(n, c, -1), values.reshape(n, c, -1), axis=2)
+    planes = xp.zeros(n * c * plane_hw[0] * plane_hw[1], dtype=values.dtype)
+    planes[flat_plane_indices(indices, plane_hw[0] * plane_hw[1]).reshape(-1)] = values.reshape(-1)
     return planes.reshape(n, c, plane_hw[0], plane_hw[1])
 
 
 def gather_from_planes(planes, indices):
     """planes (N, C, H, W), indices (N, C, h, w) -> (N, C, h, w): planes[n, c].flat[indices[n, c, i, j]]."""
     xp = get_array_module(planes)
-    n, c = planes.shape[:2]
-    gathered = xp.take_along_axis(planes.reshape(n, c, -1), indices.reshape(n, c, -1), axis=2)
-    return gathered.reshape(indices.shape)
+    plane_size = planes.shape[2] * planes.shape[3]
+    return xp.take(planes.reshape(-1), flat_plane_indices(indices, plane_size)).reshape(indices.shape)
 
 
 def window_cells(grid, input_hw, kernel, stride, padding, dilation, xp=numpy):
@@ -66,14 +74,20 @@ def first_inside_indices(grid, input_hw, stride, padding, dilation, xp=numpy):
     return first_inside(grid[0], 0)[:, None] * input_hw[1] + first_inside(grid[1], 1)[None, :]
 
 
-def _first_max_indices(windows, y, corner, offsets):
-    """windows (N, C, K, Ho, Wo), y its max over K -> int64 (N, C, Ho, Wo): index of the first cell equal to y."""
+def _first_max_cells(windows, y):
+    """windows (N, C, K, Ho, Wo), y their max over K -> (N, C, Ho, Wo) small ints: the first k with windows[k] == y.
+
+    It counts the leading cells that differ from the max, sum_{k < K-1} prod_{j <= k} [windows[j] != y],
+    a few cheap passes (K - 1 when no cell equals y, as for a NaN maximum).
+    """
     xp = get_array_module(windows)
-    last = len(offsets) - 1
-    indices = xp.broadcast_to(corner + offsets[last], y.shape)
-    for k in range(last - 1, -1, -1):
-        indices = xp.where(windows[:, :, k] == y, corner + offsets[k], indices)
-    return indices
+    count = windows.shape[2]
+    cells = xp.zeros(y.shape, dtype=xp.int8 if count <= 128 else xp.int32)
+    not_reached = xp.ones(y.shape, dtype=bool)
+    for k in range(count - 1):
+        not_reached &= windows[:, :, k] != y
+        cells += not_reached
+    return cells
 
 
 def _last_nan_indices(windows, corner, offsets):
@@ -132,7 +146,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     windows = cols.reshape(n, c, kernel[0] * kernel[1], grid[0], grid[1])
     y = windows.max(axis=2)
     corner, offsets = window_cells(grid, (h, w), kernel, stride, padding, dilation, xp)
-    indices = _first_max_indices(windows, y, corner, offsets)
+    indices = corner + xp.take(offsets, _first_max_cells(windows, y))
     nan_windows = xp.isnan(y)
     if nan_windows.any():
         indices = xp.where(nan_windows, _last_nan_indices(windows, corner, offsets), indices)
@@ -163,7 +177,7 @@ def route_through_windows(dy, cache):
     extra = overhang((h, w), (ho, wo), kernel, stride, padding, dilation)
     dx = col2im(one_hot.reshape(n, c, kernel[0], kernel[1], ho, wo), (n, c, h + extra[0], w + extra[1]), stride,
                 padding, dilation)
-    return dx[:, :, :h, :w] if max(extra) else dx
+    return xp.ascontiguousarray(dx[:, :, :h, :w]) if max(extra) else dx
 
 
 def max_pool2d_backward(dy, cache):

@@ -65,29 +65,32 @@ def linear_sources(in_size, out_size, align_corners, scale_factor, dtype):
 
 @functools.lru_cache(maxsize=128)
 def _host_matrix(in_size, out_size, mode, align_corners, scale_factor, dtype_name):
-    """The (out_size, in_size) interpolation matrix on the host (cached: treat as read-only)."""
+    """The (out_size, in_size) interpolation matrix on the host (cached, so read-only)."""
     dtype = numpy.dtype(dtype_name)
     matrix = numpy.zeros((out_size, in_size), dtype)
     rows = numpy.arange(out_size)
     if mode == "nearest":
         matrix[rows, nearest_sources(in_size, out_size, scale_factor)] = 1
-        return matrix
-    first, second, weight = linear_sources(in_size, out_size, align_corners, scale_factor, dtype)
-    matrix[rows, first] = 1 - weight
-    matrix[rows, second] += weight
+    else:
+        first, second, weight = linear_sources(in_size, out_size, align_corners, scale_factor, dtype)
+        matrix[rows, first] = 1 - weight
+        matrix[rows, second] += weight
+    matrix.flags.writeable = False
     return matrix
 
 
 @functools.lru_cache(maxsize=64)
 def _host_operator(in_size, out_size, mode, align_corners, scale_factor, dtype_name, transposed):
-    """The matrix (or its transpose) and its band blocks, on the host (cached: treat as read-only).
+    """The matrix (or its transpose) and its band blocks, on the host (cached, so read-only).
 
     A block (start, stop, first, end) says that rows start:stop of the matrix are
     zero outside columns first:end; an interpolation matrix is banded, so products
     with these blocks skip almost all of its zeros.
     """
     matrix = _host_matrix(in_size, out_size, mode, align_corners, scale_factor, dtype_name)
-    matrix = numpy.ascontiguousarray(matrix.T) if transposed else matrix
+    if transposed:
+        matrix = numpy.ascontiguousarray(matrix.T)
+        matrix.flags.writeable = False
     blocks = []
     for start in range(0, matrix.shape[0], BAND_BLOCK_ROWS):
         stop = min(start + BAND_BLOCK_ROWS, matrix.shape[0])
@@ -118,30 +121,32 @@ def _rows_product(operator, x):
 
 
 def _columns_product(x, operator):
-    """x (B, Q), A (P, Q) with its blocks -> (B, P): x @ A^T, block by block."""
+    """x (B, R, Q), A (P, Q) with its blocks -> (B, R, P): x[b] @ A^T for every b, block by block."""
     matrix, blocks = operator
     xp = get_array_module(x)
-    out = xp.empty((x.shape[0], matrix.shape[0]), dtype=x.dtype)
+    out = xp.empty((x.shape[0], x.shape[1], matrix.shape[0]), dtype=x.dtype)
     for start, stop, first, end in blocks:
         if end > first:
-            xp.matmul(x[:, first:end], matrix[start:stop, first:end].T, out=out[:, start:stop])
+            xp.matmul(x[:, :, first:end], matrix[start:stop, first:end].T, out=out[:, :, start:stop])
         else:
-            out[:, start:stop] = 0
+            out[:, :, start:stop] = 0
     return out
 
 
 def resize_planes(x, rows, columns):
     """x (N, C, H, W), operators rows (Ho, H) and columns (Wo, W) -> (N, C, Ho, Wo): rows @ x[n, c] @ columns^T.
 
-    Resizes first along the axis that gives the smaller intermediate.
+    Resizes first along the axis that gives the smaller intermediate. Every product is a
+    stack of small per-plane GEMMs, which BLAS runs without waking its threads.
     """
     n, c, h, w = x.shape
     out_h, out_w = rows[0].shape[0], columns[0].shape[0]
+    planes = x.reshape(n * c, h, w)
     if h * out_w <= out_h * w:
-        along_w = _columns_product(x.reshape(n * c * h, w), columns).reshape(n * c, h, out_w)
-        return _rows_product(rows, along_w).reshape(n, c, out_h, out_w)
-    along_h = _rows_product(rows, x.reshape(n * c, h, w))
-    return _columns_product(along_h.reshape(n * c * out_h, w), columns).reshape(n, c, out_h, out_w)
+        resized = _rows_product(rows, _columns_product(planes, columns))
+    else:
+        resized = _columns_product(_rows_product(rows, planes), columns)
+    return resized.reshape(n, c, out_h, out_w)
 
 
 def _operators(input_hw, output_hw, mode, align_corners, scale_factor, like, transposed=False):

@@ -4,8 +4,8 @@ import numbers
 from ..backend import check_same_device
 from ..functional import checks
 from ..functional.pooling import (max_pool2d_backward, max_pool2d_forward, max_unpool2d_backward,
-                                  max_unpool2d_forward)
-from ..functional.windows import pair, window_output_size
+                                  max_unpool2d_forward, pooled_grid)
+from ..functional.windows import pair
 from .module import Module
 
 
@@ -24,13 +24,15 @@ def _window_geometry(layer, kernel_size, stride, padding, dilation=1):
 class MaxPool2d(Module):
     """Max over (kh, kw) windows. x (N, C, H, W) -> y (N, C, Ho, Wo), or (y, indices) with return_indices.
 
-    Ho = floor((H + 2*padding - dilation*(kernel-1) - 1) / stride) + 1, likewise Wo; padding
+    Ho = floor((H + 2*padding - dilation*(kernel-1) - 1) / stride) + 1, likewise Wo (ceil with
+    ``ceil_mode``, keeping only windows that start inside the input or its left padding); padding
     must be at most half the kernel (as PyTorch) and counts as -inf. ``indices`` (int64, y's
     shape) holds the flat position h * W + w of each maximum in its input plane, the first
-    in scan order on ties. ``dilation`` is keyword-only (the API puts return_indices fourth).
+    in scan order on ties. ``dilation`` and ``ceil_mode`` are keyword-only (the API puts
+    return_indices fourth, where PyTorch has dilation).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, return_indices=False, *, dilation=1):
+    def __init__(self, kernel_size, stride=None, padding=0, return_indices=False, *, dilation=1, ceil_mode=False):
         super().__init__()
         if not isinstance(return_indices, bool):
             raise TypeError(f"MaxPool2d: return_indices must be a bool, got {return_indices!r} "
@@ -41,15 +43,16 @@ class MaxPool2d(Module):
             raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half of kernel_size "
                              f"{self.kernel_size}, as in PyTorch")
         self.return_indices = return_indices
+        self.ceil_mode = bool(ceil_mode)
 
     def forward(self, x):
         checks.check_input_4d("MaxPool2d", x)
-        grid = [window_output_size(x.shape[2 + a], self.kernel_size[a], self.stride[a], self.padding[a],
-                                   self.dilation[a]) for a in range(2)]
+        grid = pooled_grid(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
         if min(grid) < 1:
             raise ValueError(f"MaxPool2d: input of shape {checks.shape_text(x)} is smaller than the window "
                              f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
-        y, indices, cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation)
+        y, indices, cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                               self.ceil_mode)
         self.keep(cache, y)
         return (y, indices) if self.return_indices else y
 
@@ -61,6 +64,8 @@ class MaxPool2d(Module):
         text = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
         if self.dilation != (1, 1):
             text += f", dilation={self.dilation}"
+        if self.ceil_mode:
+            text += ", ceil_mode=True"
         return text + (", return_indices=True" if self.return_indices else "")
 
 

@@ -18,10 +18,11 @@ class TrainConfig:
     synthetic_count: int = 360
     model: str = "segnet_small"
     init_features: int = None  # first width (None: the model's own default; VGG nets scale 1, 2, 4, 8, 8)
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 8
     size: int = 128
     lr: float = 2e-3
+    lr_decay: float = 0.8  # the learning rate of epoch e is lr * lr_decay**e (so a longer run extends a shorter one)
     optimizer: str = "adam"
     weight_decay: float = 0.0
     loss: str = "bce+dice"
@@ -56,6 +57,7 @@ class TrainConfig:
              f"--size {self.size}: model {self.model} needs a size that is a multiple of {stride}"),
             (self.lr > 0 and self.lr == self.lr and self.lr != float("inf"),
              f"--lr {self.lr}: the learning rate must be a positive number"),
+            (0.0 < self.lr_decay <= 1.0, f"--lr-decay {self.lr_decay}: must be in (0, 1]"),
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must not be negative"),
             (self.epochs >= 1, f"--epochs {self.epochs}: must be at least 1"),
             (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be at least 1"),

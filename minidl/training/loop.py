@@ -117,6 +117,7 @@ class Trainer:
     def _train_epoch(self, epoch, generator, first_step, interrupt):
         config, count = self.config, len(self.train_images)
         epoch_start = copy.deepcopy(generator)
+        self.optimizer.lr = config.lr * config.lr_decay ** epoch
         totals = {"loss": 0.0, "dice": 0.0, "images": 0.0, "seconds": 0.0}
         totals.update(self.partial if first_step else {})
         started = time.perf_counter() - totals["seconds"]
