@@ -17,8 +17,9 @@ from dataclasses import fields, replace
 
 from minidl.data import DataError, default_cache_dir, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
-                             evaluate_folder, load_examples, load_trained_model, predict_files, read_checkpoint,
-                             split_examples)
+                             evaluate, evaluate_folder, load_examples, load_trained_model, predict_files,
+                             read_checkpoint, split_examples)
+from minidl.training.builders import check_device
 from minidl.training.config import LOSSES, MODEL_STRIDES, OPTIMIZERS
 
 SETTINGS_RESUME_MAY_CHANGE = ("epochs", "device")
@@ -129,12 +130,13 @@ def prepare_run(args):
     return config, run_dir, None
 
 
-def train(args):
+def train_command(args):
     config, run_dir, checkpoint = prepare_run(args)
     if checkpoint is not None and checkpoint["epoch"] >= config.epochs:
         print(f"{checkpoint['path']} has already trained {checkpoint['epoch']} of {config.epochs} epochs; "
               "give a larger --epochs to train on")
         return 0
+    check_device(config.device)
     examples = load_examples(config, cache_dir_of(args))
     splits = split_examples(config, *examples)
     print(f"{len(splits['train'][0])} training / {len(splits['val'][0])} validation images; model {config.model}, "
@@ -149,7 +151,6 @@ def train(args):
     print(f"done: best val Dice {history['val_dice'][best]:.4f} (IoU {history['val_iou'][best]:.4f}) at epoch "
           f"{int(history['epoch'][best])}; total {sum(history['seconds']):.0f} s of training; outputs in {run_dir}")
     if len(splits["test"][0]):
-        from minidl.training import evaluate
         metrics, _ = evaluate(trainer.model, trainer.loss, config.loss, *splits["test"], config.batch_size,
                               config.device)
         print(f"test: Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f} on {len(splits['test'][0])} images "
@@ -157,7 +158,7 @@ def train(args):
     return 0
 
 
-def predict(argv):
+def predict_command(argv):
     args = predict_parser().parse_args(argv)
     model, config = load_trained_model(args.checkpoint, args.device)
     written = predict_files(model, config, args.images, args.out, args.device)
@@ -165,7 +166,7 @@ def predict(argv):
     return 0
 
 
-def evaluate(argv):
+def evaluate_command(argv):
     args = evaluate_parser().parse_args(argv)
     model, config = load_trained_model(args.checkpoint, args.device)
     metrics = evaluate_folder(model, config, args.data, cache_dir_of(args), args.device)
@@ -176,11 +177,11 @@ def evaluate(argv):
 
 def run(argv):
     if argv and argv[0] == "predict":
-        return predict(argv[1:])
+        return predict_command(argv[1:])
     if argv and argv[0] == "evaluate":
-        return evaluate(argv[1:])
+        return evaluate_command(argv[1:])
     args = train_parser().parse_args(argv)
-    return make_synthetic(args) if args.make_synthetic else train(args)
+    return make_synthetic(args) if args.make_synthetic else train_command(args)
 
 
 def main(argv=None):
@@ -191,14 +192,9 @@ def main(argv=None):
     except (DataError, ConfigError, CheckpointError) as error:
         print(f"train_lung.py: error: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:
-        if isinstance(error, NonFiniteLoss):
-            print(f"train_lung.py: {error}", file=sys.stderr)
-            return 1
-        if "no usable GPU" in str(error):
-            print(f"train_lung.py: error: {error}", file=sys.stderr)
-            return 2
-        raise
+    except NonFiniteLoss as error:
+        print(f"train_lung.py: {error}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as stop:
         print(f"train_lung.py: {stop}", file=sys.stderr)
         return 130

@@ -44,9 +44,8 @@ def _as_unit_gray(image, path):
     pixels = numpy.asarray(image)
     if image.mode in _INTEGER_RANGES:
         return pixels.astype(numpy.float64) / _INTEGER_RANGES[image.mode]
-    if image.mode == "I":  # 32-bit integer container: 16-bit PNGs decode to it on some Pillow versions
-        top = 65535 if pixels.max(initial=0) > 255 or pixels.dtype.itemsize > 1 else 255
-        return numpy.clip(pixels.astype(numpy.float64) / top, 0.0, 1.0)
+    if image.mode == "I":  # the 32-bit container older Pillows decode 16-bit PNGs into
+        return numpy.clip(pixels.astype(numpy.float64) / 65535, 0.0, 1.0)
     if image.mode == "F":
         return numpy.clip(pixels.astype(numpy.float64), 0.0, 1.0)
     raise DataError(f"cannot read image {path}: unsupported pixel mode {image.mode}")

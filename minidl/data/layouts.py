@@ -72,13 +72,13 @@ def _pair_by_stem(images, masks):
 
     Returns (pairs, unpaired image names, unpaired mask names).
     """
-    image_by_stem = {_stem(name): name for name in images}
+    image_stems = {_stem(name) for name in images}
     mask_for_stem, unpaired_masks = {}, []
     for name in sorted(masks, key=lambda n: not _stem(n).endswith(MASK_SUFFIX)):
         stem = _stem(name)
-        target = stem[:-len(MASK_SUFFIX)] if stem.endswith(MASK_SUFFIX) and stem[:-len(MASK_SUFFIX)] in \
-            image_by_stem else stem
-        if target in image_by_stem and target not in mask_for_stem:
+        without_suffix = stem[:-len(MASK_SUFFIX)] if stem.endswith(MASK_SUFFIX) else None
+        target = without_suffix if without_suffix in image_stems else stem
+        if target in image_stems and target not in mask_for_stem:
             mask_for_stem[target] = name
         else:
             unpaired_masks.append(name)

@@ -64,11 +64,12 @@ def write_layout(directory, layout="kaggle", count=20, seed=0, size=256, test_co
     for index in range(count):
         if layout == "montgomery":
             name = f"MCUCXR_{index + 1:04d}_{flags[index]}.png"
-            left, right = masks[index].copy(), masks[index].copy()
-            left[:, size // 2:], right[:, :size // 2] = False, False  # patient's left lung is on the image's right
+            patient_left, patient_right = masks[index].copy(), masks[index].copy()
+            patient_left[:, :size // 2] = False  # the patient's left lung is on the image's right
+            patient_right[:, size // 2:] = False
             _save_gray(os.path.join(root, "CXR_png", name), images[index], bits=16)
-            _save_mask(os.path.join(root, "ManualMask", "leftMask", name), right)
-            _save_mask(os.path.join(root, "ManualMask", "rightMask", name), left)
+            _save_mask(os.path.join(root, "ManualMask", "leftMask", name), patient_left)
+            _save_mask(os.path.join(root, "ManualMask", "rightMask", name), patient_right)
         elif layout == "shenzhen":
             name = f"CHNCXR_{index + 1:04d}_{flags[index]}"
             _save_gray(os.path.join(root, "CXR_png", f"{name}.png"), images[index])

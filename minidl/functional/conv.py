@@ -8,7 +8,9 @@ Transposed convolution is the adjoint map, by col2im:
 So conv's input gradient is a transposed conv of dy, and a transposed conv's
 input gradient is a conv of dy, with the same weight and geometry.
 """
+from ..backend import get_array_module
 from .im2col import col2im, im2col
+from .workspace import workspace
 
 
 def _weight_matrix(weight):
@@ -32,7 +34,8 @@ def scatter(x, weight, stride, padding, dilation, output_hw):
     """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> (N, Cout, *output_hw)."""
     n, in_channels, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
-    cols = _weight_matrix(weight).T @ x.reshape(n, in_channels, h * w)
+    cols = workspace.take("conv.scatter", (n, out_channels * kh * kw, h * w), x.dtype, x)
+    get_array_module(x).matmul(_weight_matrix(weight).T, x.reshape(n, in_channels, h * w), out=cols)
     cols = cols.reshape(n, out_channels, kh, kw, h, w)
     return col2im(cols, (n, out_channels) + tuple(output_hw), stride, padding, dilation)
 

@@ -1,7 +1,17 @@
 """Building the model, loss and optimizer a ``TrainConfig`` names, and turning logits into lung probabilities."""
 from .. import losses, optim
-from ..backend import get_array_module
+from ..backend import get_array_module, require_gpu
 from .config import MODEL_STRIDES
+from .errors import ConfigError
+
+
+def check_device(device):
+    """Raise ``ConfigError`` with the reason when ``device`` is "gpu" and no usable GPU is present."""
+    if device == "gpu":
+        try:
+            require_gpu("train_lung")
+        except RuntimeError as error:
+            raise ConfigError(str(error)) from None
 
 
 def build_model(config):

@@ -4,9 +4,8 @@ import os
 import numpy
 from PIL import Image
 
-from ..backend import require_gpu
 from ..data import find_pairs, load_pairs, read_image, resize_image
-from .builders import build_loss, build_model
+from .builders import build_loss, build_model, check_device
 from .checkpoint import load_model_weights, read_checkpoint
 from .evaluation import evaluate, predict_probabilities
 from .plots import overlay
@@ -14,8 +13,7 @@ from .plots import overlay
 
 def load_trained_model(checkpoint_path, device="cpu"):
     """(model in eval mode on ``device``, its TrainConfig) from a checkpoint file or run folder."""
-    if device == "gpu":
-        require_gpu("train_lung")
+    check_device(device)
     checkpoint = read_checkpoint(checkpoint_path)
     config = checkpoint["config"]
     model = build_model(config)

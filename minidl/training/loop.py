@@ -18,9 +18,9 @@ import numpy
 from tqdm import tqdm
 
 from .. import manual_seed
-from ..backend import require_gpu, to_device, to_numpy
+from ..backend import to_device, to_numpy
 from ..data import apply_augmentation, draw_augmentation
-from .builders import build_loss, build_model, build_optimizer, loss_target, lung_probability
+from .builders import build_loss, build_model, build_optimizer, check_device, loss_target, lung_probability
 from .checkpoint import load_model_weights, save_checkpoint
 from .errors import NonFiniteLoss
 from .evaluation import dice_and_iou, evaluate
@@ -65,8 +65,7 @@ class Trainer:
     """
 
     def __init__(self, config, splits, run_dir, log=print, progress=True):
-        if config.device == "gpu":
-            require_gpu("train_lung")
+        check_device(config.device)
         self.config, self.run_dir, self.log, self.progress = config, run_dir, log, progress
         self.train_images, self.train_masks = splits["train"]
         self.val_images, self.val_masks = splits["val"]
