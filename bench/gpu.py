@@ -9,9 +9,9 @@ step; the loss value read back to the host on both sides, as a training loop
 logging it does) and each conv layer's forward + backward (input gradient
 included) at the shape it sees in the model. Both sides run in float32 with
 the same weights; PyTorch uses cuDNN with ``cudnn.benchmark`` and, unless
-``--tf32``, no TF32 (minidl's cuBLAS GEMMs are plain float32). Without a GPU
-the script exits with status 2 and says why; without a CUDA build of PyTorch
-it reports the minidl column alone.
+``--tf32``, no TF32 (minidl's cuBLAS GEMMs are plain float32 unless the
+environment sets CUPY_TF32=1). Without a GPU the script exits with status 2
+and says why; without a CUDA build of PyTorch it reports minidl alone.
 """
 import argparse
 import os

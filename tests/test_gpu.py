@@ -304,22 +304,45 @@ def test_training_steps_match_cpu(name, rng):
     assert_module_state_matches(gpu_model, cpu_model, f"{name} after 3 steps")
 
 
-def test_checkpoint_moves_between_devices(tmp_path):
-    """A state_dict saved from the GPU loads on the CPU, and the reverse, with identical values."""
+def test_checkpoint_moves_between_devices(tmp_path, rng):
+    """Model and Adam state saved on the GPU resume on the CPU, and the reverse, continuing the same run."""
     make = MODELS["segnet_small_unpool"][0]
-    gpu_model = make().to("gpu")
-    minidl.save(tmp_path / "from_gpu.npz", gpu_model.state_dict())
-    cpu_model = make()
-    cpu_model.load_state_dict(minidl.load(tmp_path / "from_gpu.npz"))
-    for (name, gpu_parameter), (_, cpu_parameter) in zip(gpu_model.named_parameters(), cpu_model.named_parameters()):
-        assert isinstance(cpu_parameter.data, numpy.ndarray)
-        assert_identical(gpu_parameter.data, cpu_parameter.data, name)
-    for parameter in cpu_model.parameters():
-        parameter.data *= 2
-    minidl.save(tmp_path / "from_cpu.npz", cpu_model.state_dict())
-    gpu_model.load_state_dict(minidl.load(tmp_path / "from_cpu.npz"))
-    for (name, gpu_parameter), (_, cpu_parameter) in zip(gpu_model.named_parameters(), cpu_model.named_parameters()):
-        assert_identical(gpu_parameter.data, cpu_parameter.data, name)
+    x = rng.standard_normal((2, 1, 32, 32))
+    target = _binary_target(rng, (2, 2, 32, 32))
+
+    def new_run(device):
+        model = make().double().to(device)
+        return model, optim.Adam(list(model.parameters()), lr=1e-2)
+
+    def train_step(model, optimizer, device):
+        loss = losses.BCEWithLogitsLoss()
+        optimizer.zero_grad()
+        loss(model(backend.to_device(x, device)), backend.to_device(target, device))
+        model.backward(loss.backward())
+        optimizer.step()
+
+    def save(model, optimizer, name):
+        minidl.save(tmp_path / f"{name}.model.npz", model.state_dict())
+        minidl.save(tmp_path / f"{name}.optimizer.npz", optimizer.state_dict())
+
+    def resume(name, device):
+        model, optimizer = new_run(device)
+        model.load_state_dict(minidl.load(tmp_path / f"{name}.model.npz"))
+        optimizer.load_state_dict(minidl.load(tmp_path / f"{name}.optimizer.npz"))
+        return model, optimizer
+
+    gpu_model, gpu_optimizer = new_run("gpu")
+    train_step(gpu_model, gpu_optimizer, "gpu")
+    save(gpu_model, gpu_optimizer, "from_gpu")
+    cpu_model, cpu_optimizer = resume("from_gpu", "cpu")
+    train_step(gpu_model, gpu_optimizer, "gpu")
+    train_step(cpu_model, cpu_optimizer, "cpu")
+    assert_module_state_matches(gpu_model, cpu_model, "GPU checkpoint resumed on the CPU")
+    save(cpu_model, cpu_optimizer, "from_cpu")
+    resumed_model, resumed_optimizer = resume("from_cpu", "gpu")
+    train_step(resumed_model, resumed_optimizer, "gpu")
+    train_step(cpu_model, cpu_optimizer, "cpu")
+    assert_module_state_matches(resumed_model, cpu_model, "CPU checkpoint resumed on the GPU")
 
 
 def test_metrics_and_summary_on_the_gpu(rng, capsys):

@@ -105,13 +105,13 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys
 
     def step_then_press_ctrl_c(self, *args):
         calls.append(args)
-        if len(calls) == 5:  # epoch 2, step 1 (three batches per epoch)
+        if len(calls) == 5:  # epoch 2, second step (three batches per epoch)
             os.kill(os.getpid(), signal.SIGINT)
         return original_step(self, *args)
 
     monkeypatch.setattr(loop_module.Trainer, "_train_step", step_then_press_ctrl_c)
     status, _, err = run_main(TINY + ["--epochs", "2", "--out", interrupted], capsys)
-    assert status == 130 and "interrupted at epoch 2, step 2" in err
+    assert status == 130 and "interrupted in epoch 2 after step 2" in err
     assert int(minidl.load(os.path.join(interrupted, "last.npz"))["step"]) == 2
     monkeypatch.setattr(loop_module.Trainer, "_train_step", original_step)
     assert run_main(["--resume", os.path.join(interrupted, "last.npz"), "--quiet"], capsys)[0] == 0
@@ -154,7 +154,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
 
     monkeypatch.setattr(loop_module, "build_loss", PoisonedAtFifthStep)
     status, _, err = run_main(TINY + ["--epochs", "3", "--out", run_dir], capsys)
-    assert status == 1 and "the loss became nan at epoch 2, step 1" in err and "last.npz" in err
+    assert status == 1 and "the loss became nan at epoch 2, step 2" in err and "last.npz" in err
     assert int(minidl.load(os.path.join(run_dir, "last.npz"))["epoch"]) == 1
 
 

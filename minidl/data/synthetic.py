@@ -47,14 +47,17 @@ def _lung_field(u, v, side, rng):
 
 
 def _heart(u, v, rng):
-    """Signed distance-like function of the heart: a tilted ellipse over the left lung (image right)."""
+    """Signed distance-like function of the heart: a tilted ellipse over the left lung (image right),
+    resting on the diaphragm (everything below its centre and within its width is heart too)."""
     centre_u, centre_v = 0.5 + rng.uniform(0.05, 0.09), rng.uniform(0.58, 0.64)
     half_u, half_v = rng.uniform(0.13, 0.17), rng.uniform(0.10, 0.13)
     tilt = rng.uniform(-0.5, -0.2)
     du, dv = u - centre_u, v - centre_v
     along = du * numpy.cos(tilt) + dv * numpy.sin(tilt)
     across = -du * numpy.sin(tilt) + dv * numpy.cos(tilt)
-    return (numpy.hypot(along / half_u, across / half_v) - 1.0) * min(half_u, half_v)
+    ellipse = (numpy.hypot(along / half_u, across / half_v) - 1.0) * min(half_u, half_v)
+    base = numpy.maximum(numpy.abs(du) - 0.85 * half_u, -dv)
+    return numpy.minimum(ellipse, base)
 
 
 def _ribs(u, v, rng):

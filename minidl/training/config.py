@@ -18,7 +18,7 @@ class TrainConfig:
     synthetic_count: int = 360
     model: str = "segnet_small"
     init_features: int = None  # first width (None: the model's own default; VGG nets scale 1, 2, 4, 8, 8)
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 8
     size: int = 128
     lr: float = 2e-3

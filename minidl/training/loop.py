@@ -130,7 +130,7 @@ class Trainer:
                 bar.close()
                 totals["seconds"] = time.perf_counter() - started
                 self.save("last.npz", epoch, step, epoch_start, totals)
-                raise TrainingInterrupted(f"interrupted at epoch {epoch + 1}, step {step}: saved "
+                raise TrainingInterrupted(f"interrupted in epoch {epoch + 1} after step {step}: saved "
                                           f"{self.path('last.npz')}; continue with --resume {self.run_dir}")
             images, masks = self.train_images[indices], self.train_masks[indices]
             if augmentation is not None:
@@ -157,8 +157,8 @@ class Trainer:
         if not math.isfinite(value):
             kept = (f"the last good checkpoint {self.path('last.npz')} is kept"
                     if os.path.exists(self.path("last.npz")) else "no checkpoint had been written yet")
-            raise NonFiniteLoss(f"the loss became {value} at epoch {epoch + 1}, step {step}: training stopped; "
-                                f"{kept}")
+            raise NonFiniteLoss(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: training "
+                                f"stopped; {kept}")
         self.model.backward(self.loss.backward())
         self.optimizer.step()
         predicted = to_numpy(lung_probability(logits)) >= 0.5
