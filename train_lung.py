@@ -24,6 +24,7 @@ from minidl.training.config import LOSSES, MODEL_STRIDES, OPTIMIZERS
 
 SETTINGS_RESUME_MAY_CHANGE = ("epochs", "device")
 DEFAULTS = TrainConfig()
+MAKE_SYNTHETIC_SEED = 2024  # not the training default, so a written set is unseen by a default run
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,8 +39,9 @@ def train_parser():
     option = parser.add_argument
     option("--data", help="dataset folder (Kaggle, Montgomery, Shenzhen or images/+masks/ layout); "
                           "default: the built-in synthetic set")
-    option("--make-synthetic", nargs=2, metavar=("DIR", "N"), help="write N synthetic pairs in the Kaggle "
-                                                                   "layout to DIR and exit")
+    option("--make-synthetic", nargs=2, metavar=("DIR", "N"),
+           help=f"write N synthetic 256x256 pairs in the Kaggle layout to DIR and exit (seed: --seed, default "
+                f"{MAKE_SYNTHETIC_SEED})")
     option("--synthetic-count", type=int, help=f"synthetic images to train on (default {DEFAULTS.synthetic_count})")
     option("--model", help=f"one of {', '.join(MODEL_STRIDES)} (default {DEFAULTS.model})")
     option("--init-features", type=int, help="first layer width (default: the model's own; 16 for segnet_small)")
@@ -104,7 +106,7 @@ def make_synthetic(args):
     directory, count = args.make_synthetic
     if not count.isdigit() or int(count) < 1:
         raise ConfigError(f"--make-synthetic {directory} {count}: N must be a positive integer")
-    seed = DEFAULTS.seed if args.seed is None else args.seed
+    seed = MAKE_SYNTHETIC_SEED if args.seed is None else args.seed
     root = write_layout(directory, "kaggle", int(count), seed, size=256)
     print(f"wrote {count} synthetic image/mask pairs (Kaggle layout) to {root}; "
           f"train on them with: python train_lung.py --data {directory}")

@@ -296,3 +296,34 @@ def test_predict_names_an_unreadable_image(trained_run, tmp_path, capsys):
 def test_gpu_without_a_gpu_is_a_clear_error(tmp_path, capsys):
     status, _, err = run_main(TINY + ["--device", "gpu", "--out", str(tmp_path / "run")], capsys)
     assert status == 2 and "no usable GPU" in err
+
+
+def test_resume_refuses_changed_settings_and_out_refuses_to_overwrite(trained_run, capsys):
+    status, _, err = run_main(["--resume", trained_run, "--lr", "0.1"], capsys)
+    assert status == 2 and "drop --lr" in err
+    status, _, err = run_main(TINY + ["--out", trained_run], capsys)
+    assert status == 2 and "already holds a run" in err
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_bytes(b"PK\x03\x04 truncated")
+    status, _, err = run_main(["evaluate", "--checkpoint", str(bogus), "--data", str(tmp_path)], capsys)
+    assert status == 2 and "bogus.npz" in err and err.count("\n") == 1
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(trained_run, monkeypatch):
+    path = os.path.join(trained_run, "last.npz")
+    before = minidl.load(path)
+
+    def killed_before_the_rename(descriptor):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", killed_before_the_rename)
+    model, config = load_trained_model(trained_run)
+    with pytest.raises(KeyboardInterrupt):
+        minidl.save(path, model.state_dict())
+    monkeypatch.undo()
+    after = minidl.load(path)
+    assert_same_state(before, after)
+    assert not [name for name in os.listdir(trained_run) if name.startswith(".tmp")]

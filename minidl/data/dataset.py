@@ -38,14 +38,19 @@ def _cache_path(cache_dir, root, size):
     return os.path.join(cache_dir, f"lungs-{digest}-{size[0]}x{size[1]}.npz")
 
 
-def load_pair(pair, size):
-    """Decode one pair, check the mask matches the image's size, resize both: (H, W) float32, (H, W) bool."""
+def check_pair_sizes(pair):
+    """Raise ``DataError`` unless every mask file has its image's size (read from the headers only)."""
     height, width = image_size(pair.image)
     for mask_path in pair.masks:
         mask_height, mask_width = image_size(mask_path)
         if (mask_height, mask_width) != (height, width):
             raise DataError(f"mask {mask_path} is {mask_width}x{mask_height} but its image {pair.image} "
                             f"is {width}x{height}")
+
+
+def load_pair(pair, size):
+    """Decode one pair and resize both to ``size``: (H, W) float32 in [0, 1], (H, W) bool."""
+    check_pair_sizes(pair)
     return resize_image(read_image(pair.image), size), resize_mask(read_mask(pair.masks), size)
 
 
@@ -60,13 +65,18 @@ def _read_cache(path):
 
 
 def load_pairs(pairs, size, root, cache_dir=None, progress=True):
-    """Every pair decoded at ``size`` = (height, width); reuses and refreshes the cache in ``cache_dir``."""
+    """Every pair decoded at ``size`` = (height, width); reuses and refreshes the cache in ``cache_dir``.
+
+    Returns images (N, H, W) float32 in [0, 1] and masks (N, H, W) bool, in the order of ``pairs``.
+    """
     cache_path = _cache_path(cache_dir, root, size) if cache_dir else None
     cached = _read_cache(cache_path)
     keys = [pair_key(pair, size) for pair in pairs]
     images = numpy.empty((len(pairs), *size), numpy.float32)
     masks = numpy.empty((len(pairs), *size), bool)
     missing = [index for index, key in enumerate(keys) if key not in cached]
+    for index in missing:  # every header first, so a bad pair fails before any slow decoding
+        check_pair_sizes(pairs[index])
     for index, key in enumerate(keys):
         if key in cached:
             images[index], masks[index] = cached[key]

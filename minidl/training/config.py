@@ -18,11 +18,11 @@ class TrainConfig:
     synthetic_count: int = 360
     model: str = "segnet_small"
     init_features: int = None  # first width (None: the model's own default; VGG nets scale 1, 2, 4, 8, 8)
-    epochs: int = 12
-    batch_size: int = 8
+    epochs: int = 10
+    batch_size: int = 4
     size: int = 128
     lr: float = 2e-3
-    lr_decay: float = 0.8  # the learning rate of epoch e is lr * lr_decay**e (so a longer run extends a shorter one)
+    lr_decay: float = 0.85  # the learning rate of epoch e is lr * lr_decay**e (so a longer run extends a shorter one)
     optimizer: str = "adam"
     weight_decay: float = 0.0
     loss: str = "bce+dice"
