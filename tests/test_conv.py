@@ -201,3 +201,51 @@ def test_conv_transpose2d_bad_output_padding(stride, dilation, output_padding):
 def test_bad_constructor_arguments(arguments, text):
     with pytest.raises(ValueError, match=f"Conv2d: .*{text}"):
         Conv2d(*arguments)
+
+
+# Stride-1 convs with fewer output than input channels run as their transposed twin (see conv2d_forward).
+# (kernel, padding, dilation, bias, batch, (H, W), expected form)
+TWIN_CONFIGS = [
+    (3, 1, 1, True, 2, (13, 17), "twin"),
+    ((3, 5), (0, 2), 1, False, 1, (9, 11), "twin"),
+    (3, 2, 2, True, 3, (7, 9), "twin"),
+    (5, (1, 3), (2, 1), True, 1, (13, 10), "twin"),
+    (1, 0, 1, True, 1, (5, 6), "twin"),
+    (1, 1, 1, True, 1, (5, 6), "direct"),
+]
+
+
+def build_twin_case(config):
+    kernel, padding, dilation, bias, batch, size, form = config
+    return Conv2d(4, 2, kernel, 1, padding, dilation, bias), (batch, 4) + size, form
+
+
+@pytest.mark.parametrize("config", TWIN_CONFIGS, ids=str)
+def test_conv2d_through_its_transposed_twin_finite_differences(config, rng):
+    module, shape, form = build_twin_case(config)
+    module.double()
+    module(rng.standard_normal(shape))
+    assert module.cache[0][0] == form
+    errors = check_module(module, rng.standard_normal(shape))
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+@pytest.mark.parametrize("config", TWIN_CONFIGS, ids=str)
+def test_conv2d_through_its_transposed_twin_matches_pytorch(config, torch, rng):
+    module, shape, _ = build_twin_case(config)
+    assert_parity(torch, module.double(), rng.standard_normal(shape), rtol=1e-7)
+
+
+def test_twin_and_direct_forms_agree(rng):
+    from minidl.functional.conv import conv2d_backward, correlate, twin_is_cheaper
+    module = Conv2d(6, 3, 3, padding=1).double()
+    x = rng.standard_normal((2, 6, 8, 9))
+    assert twin_is_cheaper(module.weight.data, (1, 1), (1, 1), (1, 1))
+    y = module(x)
+    direct, _ = correlate(x, module.weight.data, (1, 1), (1, 1), (1, 1), (8, 9))
+    numpy.testing.assert_allclose(y, direct + module.bias.data.reshape(1, -1, 1, 1), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    twin_grads = conv2d_backward(dy, module.cache[0])
+    direct_grads = conv2d_backward(dy, ("direct", (x, module.weight.data, True, (1, 1), (1, 1), (1, 1))))
+    for twin_grad, direct_grad in zip(twin_grads, direct_grads):
+        numpy.testing.assert_allclose(twin_grad, direct_grad, rtol=1e-12, atol=1e-12)

@@ -7,6 +7,14 @@ Transposed convolution is the adjoint map, by col2im:
     cols[n] = W^T (Cout*kh*kw, Cin) @ x[n]   then   y = col2im(cols)
 So conv's input gradient is a transposed conv of dy, and a transposed conv's
 input gradient is a conv of dy, with the same weight and geometry.
+
+A stride-1 convolution is also a transposed convolution: with the kernel
+flipped in space and its two channel axes swapped (``transposed_twin``) and
+padding d(k-1) - p, both give the same y. im2col moves C_in*kh*kw values per
+output pixel, the twin's col2im C_out*kh*kw, so ``conv2d_forward`` runs a
+stride-1 conv through its twin when C_out < C_in (a decoder conv, say), and
+its backward is then the twin's backward. The results are equal; only the
+memory traffic differs.
 """
 from ..backend import get_array_module
 from .im2col import col2im, im2col
@@ -45,16 +53,42 @@ def _weight_gradient(dy_matrix, cols, weight_shape):
     return (dy_matrix @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight_shape)
 
 
+def transposed_twin(weight):
+    """(A, B, kh, kw) -> (B, A, kh, kw) flipped in space: conv weight <-> its stride-1 transposed-conv twin."""
+    return weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+
+
+def twin_padding(weight, padding, dilation):
+    """The twin's padding d(k-1) - p per axis."""
+    return tuple(dilation[a] * (weight.shape[2 + a] - 1) - padding[a] for a in range(2))
+
+
+def twin_is_cheaper(weight, stride, padding, dilation):
+    """Whether a conv should run as its transposed twin: stride 1, C_out < C_in, and a valid twin padding."""
+    out_channels, in_channels = weight.shape[:2]
+    return (tuple(stride) == (1, 1) and out_channels < in_channels
+            and min(twin_padding(weight, padding, dilation)) >= 0)
+
+
 def conv2d_forward(x, weight, bias, stride, padding, dilation, grid):
     """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo), cache."""
+    if twin_is_cheaper(weight, stride, padding, dilation):
+        y, twin_cache = conv_transpose2d_forward(x, transposed_twin(weight), bias, stride,
+                                                 twin_padding(weight, padding, dilation), dilation, grid)
+        return y, ("twin", twin_cache)
     y, _ = correlate(x, weight, stride, padding, dilation, grid)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
-    return y, (x, weight, bias is not None, stride, padding, dilation)
+    return y, ("direct", (x, weight, bias is not None, stride, padding, dilation))
 
 
 def conv2d_backward(dy, cache):
     """dy (N, O, Ho, Wo) -> dx (N, C, H, W), dweight (O, C, kh, kw), dbias (O,) or None."""
+    form, cache = cache
+    if form == "twin":
+        # the twin's backward; dW = twin(dW_twin), as twin is its own inverse
+        dx, dtwin, dbias = conv_transpose2d_backward(dy, cache)
+        return dx, transposed_twin(dtwin), dbias
     x, weight, has_bias, stride, padding, dilation = cache
     n, out_channels, ho, wo = dy.shape
     # dx = W^T dy: the transposed convolution of dy, back onto x's grid

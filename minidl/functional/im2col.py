@@ -12,6 +12,8 @@ Shapes, for input (N, C, H, W), kernel (kh, kw) and output grid (Ho, Wo):
 Window (ho, wo) at offset (i, j) reads padded pixel (ho*sh + i*dh, wo*sw + j*dw).
 """
 
+import numpy
+
 from ..backend import is_gpu_array
 from .windows import window_output_size
 from .workspace import workspace
@@ -28,64 +30,69 @@ def output_grid(input_hw, kernel, stride, padding, dilation):
                  for axis in range(2))
 
 
+def inside_range(size, count, offset, step):
+    """Which of ``count`` taps at ``offset + q*step`` (q = 0..count-1) fall inside [0, size).
+
+    Returns (q_first, q_stop, slice of the input they read): taps q_first..q_stop-1
+    read input[offset + q*step]; the others fall in the padding.
+    """
+    q_first = min(count, max(0, -(offset // step)))
+    q_stop = max(q_first, min(count, (size - 1 - offset) // step + 1)) if offset <= size - 1 else q_first
+    start = offset + q_first * step
+    return q_first, q_stop, slice(start, start + (q_stop - q_first - 1) * step + 1 if q_stop > q_first else start, step)
+
+
+def _offset_ranges(input_hw, kernel, stride, padding, dilation, grid):
+    """For each kernel offset (i, j): the window rows/cols inside the input and the input slices they read."""
+    for i in range(kernel[0]):
+        rows = inside_range(input_hw[0], grid[0], i * dilation[0] - padding[0], stride[0])
+        for j in range(kernel[1]):
+            columns = inside_range(input_hw[1], grid[1], j * dilation[1] - padding[1], stride[1])
+            yield i, j, rows, columns
+
+
 def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=None):
-    """(N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo).
+    """(N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo) with cols[:, :, i, j, p, q] = x_padded[:, :, p*sh + i*dh, q*sw + j*dw].
 
     ``pad_value`` fills the border (0 for convolution, -inf for max-pooling).
     ``grid`` = (Ho, Wo) keeps only the first Ho x Wo windows (default: all that fit).
     ``out``, if given, is a preallocated cols buffer to fill; otherwise cols is a
     view of the shared workspace, valid until the next ``im2col`` call (copy it to
     keep it). The dtype is kept.
+
+    No padded copy of x is made: for each offset (i, j), the windows whose tap
+    lands inside x copy one strided slice of x, and the rest get ``pad_value``.
     """
     if grid is None:
         grid = output_grid(x.shape[2:], kernel, stride, padding, dilation)
     if is_gpu_array(x):
         return _gpu_kernels().im2col(x, kernel, stride, padding, dilation, pad_value, grid, out)
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = kernel, stride, padding, dilation, grid
-    if ph or pw:
-        padded = workspace.take("im2col.padded", (n, c, h + 2 * ph, w + 2 * pw), x.dtype, x)
-        _fill_border(padded, (ph, pw), pad_value)
-        padded[:, :, ph:ph + h, pw:pw + w] = x
-    else:
-        padded = x
-    cols = workspace.take("im2col.cols", (n, c, kh, kw, ho, wo), x.dtype, x) if out is None else out
-    for i in range(kh):
-        top = i * dh
-        for j in range(kw):
-            left = j * dw
-            cols[:, :, i, j] = padded[:, :, top:top + sh * (ho - 1) + 1:sh, left:left + sw * (wo - 1) + 1:sw]
+    n, c = x.shape[:2]
+    cols = workspace.take("im2col.cols", (n, c) + tuple(kernel) + tuple(grid), x.dtype, x) if out is None else out
+    for i, j, (p0, p1, rows), (q0, q1, columns) in _offset_ranges(x.shape[2:], kernel, stride, padding, dilation,
+                                                                  grid):
+        target = cols[:, :, i, j]
+        target[:, :, :p0] = pad_value
+        target[:, :, p1:] = pad_value
+        target[:, :, p0:p1, :q0] = pad_value
+        target[:, :, p0:p1, q1:] = pad_value
+        target[:, :, p0:p1, q0:q1] = x[:, :, rows, columns]
     return cols
 
 
 def col2im(cols, input_shape, stride, padding, dilation):
-    """cols (N, C, kh, kw, Ho, Wo) -> (N, C, H, W): each column added back onto its window.
+    """cols (N, C, kh, kw, Ho, Wo) -> x (N, C, H, W): each column added back onto its window.
 
     The adjoint of ``im2col`` (with zero padding): pixels covered by several
-    windows receive the sum of their columns; padding is cropped away. The
-    result is a new array.
+    windows receive the sum of their columns; columns that fell in the padding
+    are dropped. The result is a new array.
     """
     if is_gpu_array(cols):
         return _gpu_kernels().col2im(cols, input_shape, stride, padding, dilation)
     n, c, kh, kw, ho, wo = cols.shape
-    _, _, h, w = input_shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    padded = workspace.take("col2im.padded", (n, c, h + 2 * ph, w + 2 * pw), cols.dtype, cols)
-    padded.fill(0)
-    for i in range(kh):
-        top = i * dh
-        for j in range(kw):
-            left = j * dw
-            padded[:, :, top:top + sh * (ho - 1) + 1:sh, left:left + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
-    return padded[:, :, ph:ph + h, pw:pw + w].copy()
-
-
-def _fill_border(padded, padding, value):
-    """Set the ``padding``-wide frame of (N, C, Hp, Wp) ``padded`` to ``value``, leaving the inside alone."""
-    ph, pw = padding
-    if ph:
-        padded[:, :, :ph] = value
-        padded[:, :, -ph:] = value
-    if pw:
-        padded[:, :, :, :pw] = value
-        padded[:, :, :, -pw:] = value
+    x = numpy.zeros(tuple(input_shape), dtype=cols.dtype)
+    for i, j, (p0, p1, rows), (q0, q1, columns) in _offset_ranges(input_shape[2:], (kh, kw), stride, padding,
+                                                                  dilation, (ho, wo)):
+        # x[:, :, p*sh + i*dh - ph, q*sw + j*dw - pw] += cols[:, :, i, j, p, q] for taps inside x
+        x[:, :, rows, columns] += cols[:, :, i, j, p0:p1, q0:q1]
+    return x
