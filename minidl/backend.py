@@ -44,6 +44,13 @@ def device_of(x):
     return "gpu" if is_gpu_array(x) else "cpu"
 
 
+def samples_per_unfold(x):
+    """How many samples of a batch im2col unfolds at once: one on the CPU, where the
+    columns of one sample stay cache-sized and the workspace small; the whole batch
+    on a GPU, where fewer, larger launches pay."""
+    return x.shape[0] if is_gpu_array(x) else 1
+
+
 def gpu_available():
     """Whether CuPy is importable and sees at least one CUDA device."""
     cupy = cupy_or_none()

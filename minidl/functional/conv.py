@@ -16,7 +16,7 @@ stride-1 conv through its twin when C_out < C_in (a decoder conv, say), and
 its backward is then the twin's backward. The results are equal; only the
 memory traffic differs.
 """
-from ..backend import get_array_module
+from ..backend import get_array_module, samples_per_unfold
 from .im2col import col2im, im2col
 from .workspace import workspace
 
@@ -26,31 +26,52 @@ def _weight_matrix(weight):
     return weight.reshape(weight.shape[0], -1)
 
 
-def correlate(x, weight, stride, padding, dilation, grid):
-    """Conv without bias: x (N, C, H, W), weight (O, C, kh, kw) -> y (N, O, Ho, Wo), cols.
+def sample_chunks(x):
+    """Slices of the batch unfolded together: one sample on the CPU keeps the columns small and in cache."""
+    step = samples_per_unfold(x)
+    return [slice(start, min(start + step, x.shape[0])) for start in range(0, x.shape[0], step)]
 
-    ``grid`` = (Ho, Wo) is the output size; cols is (N, C*kh*kw, Ho*Wo).
+
+def unfolded(x, kernel, stride, padding, dilation, grid):
+    """x (n, C, H, W) -> cols (n, C*kh*kw, Ho*Wo): im2col as GEMM operands (a workspace view)."""
+    return im2col(x, kernel, stride, padding, dilation, grid=grid).reshape(x.shape[0], -1, grid[0] * grid[1])
+
+
+def correlate(x, weight, stride, padding, dilation, grid):
+    """Conv without bias: x (N, C, H, W), weight (O, C, kh, kw) -> y (N, O, Ho, Wo), ``grid`` = (Ho, Wo).
+
+    y[n] = W (O, C*kh*kw) @ cols[n] (C*kh*kw, Ho*Wo), a chunk of samples at a time.
     """
-    n = x.shape[0]
-    out_channels, _, kh, kw = weight.shape
-    cols = im2col(x, (kh, kw), stride, padding, dilation, grid=grid).reshape(n, -1, grid[0] * grid[1])
-    y = _weight_matrix(weight) @ cols
-    return y.reshape(n, out_channels, grid[0], grid[1]), cols
+    xp = get_array_module(x)
+    n, out_channels = x.shape[0], weight.shape[0]
+    y = xp.empty((n, out_channels, grid[0] * grid[1]), dtype=x.dtype)
+    for chunk in sample_chunks(x):
+        cols = unfolded(x[chunk], weight.shape[2:], stride, padding, dilation, grid)
+        xp.matmul(_weight_matrix(weight), cols, out=y[chunk])
+    return y.reshape(n, out_channels, grid[0], grid[1])
 
 
 def scatter(x, weight, stride, padding, dilation, output_hw):
-    """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> (N, Cout, *output_hw)."""
+    """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> (N, Cout, *output_hw).
+
+    cols[n] = W^T (Cout*kh*kw, Cin) @ x[n] (Cin, H*W), then y[n] = col2im(cols[n]).
+    """
+    xp = get_array_module(x)
     n, in_channels, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
-    cols = workspace.take("conv.scatter", (n, out_channels * kh * kw, h * w), x.dtype, x)
-    get_array_module(x).matmul(_weight_matrix(weight).T, x.reshape(n, in_channels, h * w), out=cols)
-    cols = cols.reshape(n, out_channels, kh, kw, h, w)
-    return col2im(cols, (n, out_channels) + tuple(output_hw), stride, padding, dilation)
+    y = xp.zeros((n, out_channels) + tuple(output_hw), dtype=x.dtype)
+    for chunk in sample_chunks(x):
+        size = chunk.stop - chunk.start
+        cols = workspace.take("conv.scatter", (size, out_channels * kh * kw, h * w), x.dtype, x)
+        xp.matmul(_weight_matrix(weight).T, x[chunk].reshape(size, in_channels, h * w), out=cols)
+        col2im(cols.reshape(size, out_channels, kh, kw, h, w), y[chunk].shape, stride, padding, dilation,
+               out=y[chunk])
+    return y
 
 
-def _weight_gradient(dy_matrix, cols, weight_shape):
-    """dW = sum_n dy[n] (A, P) @ cols[n]^T (P, B*kh*kw), reshaped to the weight's shape."""
-    return (dy_matrix @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight_shape)
+def _weight_gradient(left, cols):
+    """sum_n left[n] (A, P) @ cols[n]^T (P, B*kh*kw) -> (A, B*kh*kw): a chunk's share of dW."""
+    return (left.reshape(left.shape[0], left.shape[1], -1) @ cols.transpose(0, 2, 1)).sum(axis=0)
 
 
 def transposed_twin(weight):
@@ -76,7 +97,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, grid):
         y, twin_cache = conv_transpose2d_forward(x, transposed_twin(weight), bias, stride,
                                                  twin_padding(weight, padding, dilation), dilation, grid)
         return y, ("twin", twin_cache)
-    y, _ = correlate(x, weight, stride, padding, dilation, grid)
+    y = correlate(x, weight, stride, padding, dilation, grid)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y, ("direct", (x, weight, bias is not None, stride, padding, dilation))
@@ -90,16 +111,17 @@ def conv2d_backward(dy, cache):
         dx, dtwin, dbias = conv_transpose2d_backward(dy, cache)
         return dx, transposed_twin(dtwin), dbias
     x, weight, has_bias, stride, padding, dilation = cache
-    n, out_channels, ho, wo = dy.shape
+    xp = get_array_module(dy)
     # dx = W^T dy: the transposed convolution of dy, back onto x's grid
     dx = scatter(dy, weight, stride, padding, dilation, x.shape[2:])
-    # dW[o, c, i, j] = sum_{n, p} dy[n, o, p] * cols[n, (c, i, j), p]
-    _, _, kh, kw = weight.shape
-    cols = im2col(x, (kh, kw), stride, padding, dilation, grid=(ho, wo)).reshape(n, -1, ho * wo)
-    dweight = _weight_gradient(dy.reshape(n, out_channels, ho * wo), cols, weight.shape)
+    # dW[o, (c, i, j)] = sum_{n, p} dy[n, o, p] * cols(x)[n, (c, i, j), p]
+    dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
+    for chunk in sample_chunks(x):
+        dweight += _weight_gradient(dy[chunk], unfolded(x[chunk], weight.shape[2:], stride, padding, dilation,
+                                                         dy.shape[2:]))
     # db[o] = sum_{n, p} dy[n, o, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, dweight, dbias
+    return dx, dweight.reshape(weight.shape), dbias
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_hw):
@@ -113,11 +135,16 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_
 def conv_transpose2d_backward(dy, cache):
     """dy (N, Cout, Hout, Wout) -> dx (N, Cin, H, W), dweight (Cin, Cout, kh, kw), dbias (Cout,) or None."""
     x, weight, has_bias, stride, padding, dilation = cache
+    xp = get_array_module(dy)
     n, in_channels, h, w = x.shape
-    # dx = conv(dy, W): the adjoint of the scatter, sampled on x's grid
-    dx, dy_cols = correlate(dy, weight, stride, padding, dilation, (h, w))
-    # dW[ci, (co, i, j)] = sum_{n, p} x[n, ci, p] * cols(dy)[n, (co, i, j), p]
-    dweight = _weight_gradient(x.reshape(n, in_channels, h * w), dy_cols, weight.shape)
+    dx = xp.empty((n, in_channels, h * w), dtype=dy.dtype)
+    dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
+    for chunk in sample_chunks(dy):
+        cols = unfolded(dy[chunk], weight.shape[2:], stride, padding, dilation, (h, w))
+        # dx[n] = W (Cin, Cout*kh*kw) @ cols(dy)[n]: the conv of dy, sampled on x's grid
+        xp.matmul(_weight_matrix(weight), cols, out=dx[chunk])
+        # dW[ci, (co, i, j)] = sum_{n, p} x[n, ci, p] * cols(dy)[n, (co, i, j), p]
+        dweight += _weight_gradient(x[chunk], cols)
     # db[co] = sum_{n, p} dy[n, co, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, dweight, dbias
+    return dx.reshape(x.shape), dweight.reshape(weight.shape), dbias

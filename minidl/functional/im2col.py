@@ -80,17 +80,21 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
     return cols
 
 
-def col2im(cols, input_shape, stride, padding, dilation):
+def col2im(cols, input_shape, stride, padding, dilation, out=None):
     """cols (N, C, kh, kw, Ho, Wo) -> x (N, C, H, W): each column added back onto its window.
 
     The adjoint of ``im2col`` (with zero padding): pixels covered by several
     windows receive the sum of their columns; columns that fell in the padding
-    are dropped. The result is a new array.
+    are dropped. The result is a new array, or ``out`` with the sums added to it.
     """
     if is_gpu_array(cols):
-        return _gpu_kernels().col2im(cols, input_shape, stride, padding, dilation)
+        x = _gpu_kernels().col2im(cols, input_shape, stride, padding, dilation)
+        if out is None:
+            return x
+        out += x
+        return out
     n, c, kh, kw, ho, wo = cols.shape
-    x = numpy.zeros(tuple(input_shape), dtype=cols.dtype)
+    x = numpy.zeros(tuple(input_shape), dtype=cols.dtype) if out is None else out
     for i, j, (p0, p1, rows), (q0, q1, columns) in _offset_ranges(input_shape[2:], (kh, kw), stride, padding,
                                                                   dilation, (ho, wo)):
         # x[:, :, p*sh + i*dh - ph, q*sw + j*dw - pw] += cols[:, :, i, j, p, q] for taps inside x
