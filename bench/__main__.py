@@ -5,6 +5,7 @@ import os
 import sys
 
 from bench.common import machine_summary, markdown_table
+from minidl.backend import gpu_available
 
 HELPERS = {"__init__", "__main__", "common"}
 
@@ -28,6 +29,9 @@ def main(argv=None):
     for name in options.names or available:
         script = importlib.import_module(f"bench.{name}")
         print(f"\n## {name}{' (quick)' if options.quick else ''}\n")
+        if getattr(script, "REQUIRES_GPU", False) and not gpu_available():
+            print("skipped: no usable GPU (minidl.backend.gpu_available() is False)")
+            continue
         print(markdown_table(script.run(quick=options.quick)))
         sys.stdout.flush()
 

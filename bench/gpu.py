@@ -26,6 +26,8 @@ import minidl  # noqa: E402
 import models  # noqa: E402
 from minidl import backend, losses, nn, optim  # noqa: E402
 
+REQUIRES_GPU = True  # python -m bench skips this script where no GPU is usable
+
 FULL = {"segnet_small": (32, (1, 256, 256)), "fcn": (8, (3, 224, 224))}
 QUICK = {"segnet_small": (2, (1, 32, 32)), "fcn": (1, (3, 32, 32))}
 
