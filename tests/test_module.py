@@ -220,3 +220,34 @@ def test_manual_seed_makes_a_model_reproducible():
     minidl.manual_seed(4)
     third = Net().state_dict()
     assert not numpy.array_equal(first["enc1.conv.weight"], third["enc1.conv.weight"])
+
+
+def test_reassigning_a_parameter_or_child_keeps_its_place_in_the_order():
+    layer = Conv2d(2, 3, 3)
+    layer.weight = minidl.Parameter(numpy.zeros((3, 2, 3, 3), dtype=numpy.float32))
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    model = Sequential(Conv2d(1, 2, 3), ReLU(), Conv2d(2, 1, 3))
+    setattr(model, "0", Conv2d(1, 2, 3))
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+def test_a_shared_child_is_listed_once_by_parameters_and_under_each_name_by_state_dict():
+    model = Sequential(Conv2d(1, 2, 3), ReLU())
+    model.tied = model[0]
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias"]
+    assert len(list(model.parameters())) == 2
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "tied.weight", "tied.bias"]
+
+
+def test_assigning_a_non_module_to_a_child_is_refused():
+    model = Sequential(ReLU())
+    with pytest.raises(TypeError, match="cannot assign int as child module '0'"):
+        setattr(model, "0", 5)
+
+
+def test_backward_refuses_an_upstream_gradient_of_another_dtype():
+    layer = Conv2d(1, 2, 3)
+    y = layer(numpy.ones((1, 1, 5, 5), dtype=numpy.float32))
+    with pytest.raises(TypeError, match="Conv2d.backward: upstream gradient has dtype float64, the forward output "
+                                        "had dtype float32"):
+        layer.backward(numpy.ones(y.shape))

@@ -54,6 +54,8 @@ class BCEWithLogitsLoss(Loss):
     def __init__(self, reduction="mean", pos_weight=None):
         super().__init__(reduction)
         if pos_weight is not None:
+            if hasattr(pos_weight, "detach"):  # a torch tensor
+                pos_weight = pos_weight.detach().cpu().numpy()
             if not hasattr(pos_weight, "dtype"):
                 pos_weight = numpy.asarray(pos_weight, dtype=numpy.float64)
             if pos_weight.dtype.kind not in "iuf":

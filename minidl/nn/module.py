@@ -43,19 +43,21 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        owner = type(self).__name__
         if name in self._parameters and not isinstance(value, (Parameter, type(None))):
-            raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__} to parameter '{name}' "
+            raise TypeError(f"{owner}: cannot assign {type(value).__name__} to parameter '{name}' "
                             "(a Parameter or None expected; to change the values, write into .data)")
-        for registry in (self._parameters, self._modules):
-            registry.pop(name, None)
-        if isinstance(value, Parameter):
-            self._buffers.pop(name, None)
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._buffers.pop(name, None)
-            self._modules[name] = value
-        elif name in self._buffers:
-            self._buffers[name] = value
+        if name in self._modules and not isinstance(value, (Module, type(None))):
+            raise TypeError(f"{owner}: cannot assign {type(value).__name__} as child module '{name}' "
+                            "(a Module or None expected)")
+        registry = (self._parameters if isinstance(value, Parameter) else
+                    self._modules if isinstance(value, Module) else
+                    self._buffers if name in self._buffers else None)
+        for other in (self._parameters, self._buffers, self._modules):
+            if other is not registry and (other is not self._buffers or registry is not None):
+                other.pop(name, None)
+        if registry is not None:
+            registry[name] = value  # a re-assigned name keeps its place in the order, as in PyTorch
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
@@ -83,11 +85,11 @@ class Module:
 
     def keep(self, cache, output):
         """Store ``cache`` (and the output's shape) for backward, unless inside ``no_grad()``."""
-        kept = (cache, tuple(output.shape)) if is_grad_enabled() else None
+        kept = (cache, tuple(output.shape), output.dtype) if is_grad_enabled() else None
         object.__setattr__(self, "cache", kept)
 
     def take_cache(self, dy):
-        """Check ``dy`` against the forward output, then return the cache and release it.
+        """Check ``dy``'s shape and dtype against the forward output, then return the cache and release it.
 
         The cache is released because backward runs once per forward, as in PyTorch.
         """
@@ -96,10 +98,13 @@ class Module:
             raise RuntimeError(
                 f"{layer}.backward: no forward pass is waiting for its backward "
                 "(forward ran inside no_grad(), or backward was already called for it)")
-        cache, output_shape = self.cache
+        cache, output_shape, output_dtype = self.cache
         if tuple(dy.shape) != output_shape:
             raise ValueError(f"{layer}.backward: upstream gradient has shape {tuple(dy.shape)}, "
                              f"the forward output had shape {output_shape}")
+        if getattr(dy, "dtype", None) != output_dtype:
+            raise TypeError(f"{layer}.backward: upstream gradient has dtype {getattr(dy, 'dtype', type(dy))}, "
+                            f"the forward output had dtype {output_dtype}; pass dy.astype(y.dtype)")
         object.__setattr__(self, "cache", None)
         return cache
 
@@ -110,22 +115,34 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
-    def named_modules(self, prefix=""):
-        """Yield ``(dotted name, module)`` for this module and every descendant, depth first."""
+    def _all_named_modules(self, prefix=""):
+        """Every ``(dotted name, module)`` pair, depth first, a shared module under each of its names."""
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            if child is not None:
+                yield from child._all_named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_modules(self, prefix=""):
+        """Yield ``(dotted name, module)`` for this module and every descendant, depth first, each module once."""
+        seen = set()
+        for name, module in self._all_named_modules(prefix):
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
 
     def modules(self):
         for _, module in self.named_modules():
             yield module
 
     def named_parameters(self, prefix="", recurse=True):
-        """Yield ``(dotted name, Parameter)`` in registration order, names as in PyTorch."""
+        """Yield ``(dotted name, Parameter)`` in registration order, names as in PyTorch; a shared one once."""
         modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        seen = set()
         for module_name, module in modules:
             for name, parameter in module._parameters.items():
-                yield (f"{module_name}.{name}" if module_name else name), parameter
+                if id(parameter) not in seen:
+                    seen.add(id(parameter))
+                    yield (f"{module_name}.{name}" if module_name else name), parameter
 
     def parameters(self, recurse=True):
         for _, parameter in self.named_parameters(recurse=recurse):
@@ -133,9 +150,12 @@ class Module:
 
     def named_buffers(self, prefix="", recurse=True):
         modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        seen = set()
         for module_name, module in modules:
             for name, buffer in module._buffers.items():
-                yield (f"{module_name}.{name}" if module_name else name), buffer
+                if id(buffer) not in seen:
+                    seen.add(id(buffer))
+                    yield (f"{module_name}.{name}" if module_name else name), buffer
 
     def buffers(self, recurse=True):
         for _, buffer in self.named_buffers(recurse=recurse):
@@ -143,8 +163,9 @@ class Module:
 
     # ------------------------------------------------------------------- state
     def _named_state(self):
-        """``(dotted name, owner module, attribute name, is_parameter)`` in PyTorch's state_dict order."""
-        for module_name, module in self.named_modules():
+        """``(dotted name, owner module, attribute name, is_parameter)`` in PyTorch's state_dict order
+        (a shared module or parameter appears under each of its names, as in PyTorch)."""
+        for module_name, module in self._all_named_modules():
             for kind, registry in ((True, module._parameters), (False, module._buffers)):
                 for name in registry:
                     full_name = f"{module_name}.{name}" if module_name else name
