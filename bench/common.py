@@ -143,3 +143,13 @@ def machine_summary():
     torch = import_torch()
     torch_text = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "torch absent"
     return f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__}, {torch_text}"
+
+
+def script_main(name, run, description, argv=None):
+    """The command line of one benchmark script: ``python -m bench.NAME [--quick]`` prints its table."""
+    import argparse
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
+    options = parser.parse_args(argv)
+    print(machine_summary() + "\n")
+    print(markdown_table(run(quick=options.quick)))

@@ -10,11 +10,10 @@ minidl's time over PyTorch's (lower is better; the target is <= 1.5 for
 forward+backward). Memory: one forward+backward in a fresh process, its peak RSS and how far
 the step raised it above the resident size before it (its working memory).
 """
-import argparse
 
 import numpy
 
-from bench.common import gflops, import_torch, machine_summary, markdown_table, median_ms, peak_rss_mib
+from bench.common import gflops, import_torch, median_ms, peak_rss_mib, script_main
 
 # (N, C_in, C_out, H, W)
 SHAPES = [(8, 16, 32, 128, 192), (8, 64, 64, 64, 96), (2, 3, 64, 224, 224), (2, 512, 512, 14, 14)]
@@ -96,11 +95,7 @@ def run(quick=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.conv", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, two repeats: a smoke test")
-    options = parser.parse_args(argv)
-    print(f"Conv2d 3x3 pad 1, float32; {machine_summary()}\n")
-    print(markdown_table(run(quick=options.quick)))
+    script_main("conv", run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

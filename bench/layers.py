@@ -12,11 +12,10 @@ the input gradient (and batch norm's parameter gradients). All minidl timings
 are taken first, then all PyTorch timings. ``ratio`` is minidl's time over
 PyTorch's (lower is better; the target is <= 1.5).
 """
-import argparse
 
 import numpy
 
-from bench.common import import_torch, machine_summary, markdown_table, median_ms
+from bench.common import import_torch, median_ms, script_main
 
 # (name, input shape, quick input shape)
 CASES = [
@@ -118,11 +117,7 @@ def run(quick=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.layers", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, two repeats: a smoke test")
-    options = parser.parse_args(argv)
-    print(f"Pooling, unpooling, upsampling, batch norm, float32; {machine_summary()}\n")
-    print(markdown_table(run(quick=options.quick)))
+    script_main("layers", run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ are taken first, then all PyTorch timings; ``ratio`` is minidl's median step tim
 is better). Memory: one step in a fresh process per side, its peak RSS and how far the step raised it
 above the resident size before it.
 """
-import argparse
 import importlib.util
 import os
 
 import numpy
 
-from bench.common import REPOSITORY, import_torch, machine_summary, markdown_table, median_ms, peak_rss_mib
+from bench.common import REPOSITORY, import_torch, median_ms, peak_rss_mib, script_main
 
 CASES = [("SegNetSmall", [8, 1, 128, 192]), ("FCN", [2, 3, 224, 224])]
 QUICK_CASES = [("SegNetSmall", [2, 1, 32, 32]), ("FCN", [1, 3, 32, 32])]
@@ -101,11 +100,7 @@ def run(quick=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
-    options = parser.parse_args(argv)
-    print(machine_summary())
-    print(markdown_table(run(quick=options.quick)))
+    script_main("models", run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

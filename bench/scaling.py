@@ -7,9 +7,8 @@ Step time should grow linearly with the pixel count: 128 -> 512 is 16x the pixel
 so ``x of first`` at 512 should be within 10% of 16. Same step as ``bench.models``
 (forward, BCE+Dice, backward, SGD); all minidl timings first, then all PyTorch timings.
 """
-import argparse
 
-from bench.common import import_torch, machine_summary, markdown_table, median_ms
+from bench.common import import_torch, median_ms, script_main
 from bench.models import minidl_step, torch_step
 
 SIZES = [128, 256, 512]
@@ -35,11 +34,7 @@ def run(quick=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the script")
-    options = parser.parse_args(argv)
-    print(machine_summary())
-    print(markdown_table(run(quick=options.quick)))
+    script_main("scaling", run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

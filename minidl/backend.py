@@ -44,6 +44,18 @@ def device_of(x):
     return "gpu" if is_gpu_array(x) else "cpu"
 
 
+def device_kernels(x):
+    """The CUDA kernels (``minidl.kernels``) for a device array, None for a host array.
+
+    The sliding-window primitives (im2col, col2im, pooling, unpooling) ask this
+    and, for device arrays, hand their work to the kernel of the same name.
+    """
+    if not is_gpu_array(x):
+        return None
+    from . import kernels
+    return kernels
+
+
 def samples_per_unfold(x):
     """How many samples of a batch im2col unfolds at once: one on the CPU, where the
     columns of one sample stay cache-sized and the workspace small; the whole batch

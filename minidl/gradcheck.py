@@ -15,6 +15,7 @@ import numpy
 
 from . import backend
 from .grad_mode import no_grad
+from .nn.module import primary_output
 
 TOLERANCE = 1e-6
 STEP = 1e-6
@@ -53,10 +54,6 @@ def numerical_gradient(scalar_function, array, indices, step=STEP):
     return gradient
 
 
-def _first_array(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
 def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, max_elements=None):
     """Check ``module``'s backward: returns ``{tensor name: relative error}``.
 
@@ -75,7 +72,7 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
     inputs = list(inputs) if isinstance(inputs, tuple) else [inputs]
     for position in wrt:
         inputs[position] = numpy.array(inputs[position], dtype=numpy.float64)
-    output = _first_array(module(*inputs))
+    output = primary_output(module(*inputs))
     upstream = rng.standard_normal(output.shape)
     module.zero_grad()
     input_gradients = module.backward(upstream)
@@ -84,7 +81,7 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
 
     def scalar():
         with no_grad():
-            return float(numpy.sum(_first_array(module(*inputs)) * upstream))
+            return float(numpy.sum(primary_output(module(*inputs)) * upstream))
 
     tensors = []
     for k, position in enumerate(wrt):

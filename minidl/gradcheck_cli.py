@@ -70,28 +70,24 @@ def _conv_cases():
 
 def _pooling_cases():
     cases = []
-    if hasattr(nn, "MaxPool2d"):
-        configurations = [("k2 s2", (2, 2)), ("k3 s2 p1", (3, 2, 1)), ("k2 s1 return_indices", (2, 1, 0, True))]
-        for config, arguments in configurations:
-            cases.append(_module_case("MaxPool2d", config, lambda a=arguments: nn.MaxPool2d(*a),
-                                      lambda rng: tie_free((2, 3, 7, 9), rng)))
-    if hasattr(nn, "MaxUnpool2d") and hasattr(nn, "MaxPool2d"):
-        # non-overlapping windows: overlapping ones can pick one pixel twice, and unpooling is then not linear
-        configurations = [("k2 s2", (2, 2), (8, 10), False),
-                          ("k(2,3), output_size (9,11)", ((2, 3),), (9, 11), True)]
-        for config, arguments, size, pass_size in configurations:
-            def unpool_inputs(rng, arguments=arguments, size=size, pass_size=pass_size):
-                _, indices = nn.MaxPool2d(*arguments, return_indices=True)(tie_free((2, 3) + size, rng))
-                values = rng.standard_normal(indices.shape)
-                return (values, indices, size) if pass_size else (values, indices)
-            cases.append(_module_case("MaxUnpool2d", config, lambda a=arguments: nn.MaxUnpool2d(*a),
-                                      unpool_inputs))
+    configurations = [("k2 s2", (2, 2)), ("k3 s2 p1", (3, 2, 1)), ("k2 s1 return_indices", (2, 1, 0, True))]
+    for config, arguments in configurations:
+        cases.append(_module_case("MaxPool2d", config, lambda a=arguments: nn.MaxPool2d(*a),
+                                  lambda rng: tie_free((2, 3, 7, 9), rng)))
+    # non-overlapping windows: overlapping ones can pick one pixel twice, and unpooling is then not linear
+    configurations = [("k2 s2", (2, 2), (8, 10), False),
+                      ("k(2,3), output_size (9,11)", ((2, 3),), (9, 11), True)]
+    for config, arguments, size, pass_size in configurations:
+        def unpool_inputs(rng, arguments=arguments, size=size, pass_size=pass_size):
+            _, indices = nn.MaxPool2d(*arguments, return_indices=True)(tie_free((2, 3) + size, rng))
+            values = rng.standard_normal(indices.shape)
+            return (values, indices, size) if pass_size else (values, indices)
+        cases.append(_module_case("MaxUnpool2d", config, lambda a=arguments: nn.MaxUnpool2d(*a),
+                                  unpool_inputs))
     return cases
 
 
 def _upsample_cases():
-    if not hasattr(nn, "Upsample"):
-        return []
     configurations = [("nearest x2", dict(scale_factor=2)),
                       ("nearest size (7,10)", dict(size=(7, 10))),
                       ("bilinear x2", dict(scale_factor=2, mode="bilinear", align_corners=False)),
@@ -101,9 +97,6 @@ def _upsample_cases():
 
 
 def _batch_norm_cases():
-    if not hasattr(nn, "BatchNorm2d"):
-        return []
-
     def in_eval_mode():
         """Running statistics away from the defaults, so eval mode really uses them."""
         module = nn.BatchNorm2d(3)
@@ -142,29 +135,20 @@ def class_targets(rng, shape=(2, 3, 4, 5)):
 
 
 def _loss_cases():
-    try:
-        from . import losses
-    except ImportError:
-        return []
+    from . import losses
     pos_weight = numpy.array([1.0, 2.5, 0.5]).reshape(3, 1, 1)
     class_weight = numpy.array([0.2, 1.0, 3.0])
-    cases = []
-    if hasattr(losses, "BCEWithLogitsLoss"):
-        cases += [_loss_case("BCEWithLogitsLoss", "mean", lambda: losses.BCEWithLogitsLoss(), binary_targets),
-                  _loss_case("BCEWithLogitsLoss", "sum, pos_weight (3,1,1), soft targets",
-                             lambda: losses.BCEWithLogitsLoss("sum", pos_weight), soft_targets)]
-    if hasattr(losses, "DiceLoss"):
-        cases += [_loss_case("DiceLoss", "from logits, mean", lambda: losses.DiceLoss(), binary_targets),
-                  _loss_case("DiceLoss", "probabilities, sum, smooth 0.5",
-                             lambda: losses.DiceLoss(0.5, from_logits=False, reduction="sum"),
-                             probabilities_and_soft_targets)]
-    if hasattr(losses, "CrossEntropyLoss"):
-        cases += [_loss_case("CrossEntropyLoss", "mean", lambda: losses.CrossEntropyLoss(), class_targets),
-                  _loss_case("CrossEntropyLoss", "class weights, mean",
-                             lambda: losses.CrossEntropyLoss(weight=class_weight), class_targets)]
-    if hasattr(losses, "BCEDiceLoss"):
-        cases.append(_loss_case("BCEDiceLoss", "defaults", lambda: losses.BCEDiceLoss(), binary_targets))
-    return cases
+    return [_loss_case("BCEWithLogitsLoss", "mean", lambda: losses.BCEWithLogitsLoss(), binary_targets),
+            _loss_case("BCEWithLogitsLoss", "sum, pos_weight (3,1,1), soft targets",
+                       lambda: losses.BCEWithLogitsLoss("sum", pos_weight), soft_targets),
+            _loss_case("DiceLoss", "from logits, mean", lambda: losses.DiceLoss(), binary_targets),
+            _loss_case("DiceLoss", "probabilities, sum, smooth 0.5",
+                       lambda: losses.DiceLoss(0.5, from_logits=False, reduction="sum"),
+                       probabilities_and_soft_targets),
+            _loss_case("CrossEntropyLoss", "mean", lambda: losses.CrossEntropyLoss(), class_targets),
+            _loss_case("CrossEntropyLoss", "class weights, mean",
+                       lambda: losses.CrossEntropyLoss(weight=class_weight), class_targets),
+            _loss_case("BCEDiceLoss", "defaults", lambda: losses.BCEDiceLoss(), binary_targets)]
 
 
 def builtin_cases():

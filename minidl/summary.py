@@ -5,16 +5,11 @@ import numpy
 
 from . import backend
 from .grad_mode import no_grad
-from .nn.module import add_call_observer, remove_call_observer
+from .nn.module import add_call_observer, primary_output, remove_call_observer
 
 RULE = "-" * 64
 DOUBLE_RULE = "=" * 64
 MEGABYTE = 1024 ** 2
-
-
-def _first_array(output):
-    """A layer's output array; for a tuple such as max-pool's (y, indices), its first entry."""
-    return output[0] if isinstance(output, tuple) else output
 
 
 def _model_dtype_and_device(model):
@@ -33,7 +28,7 @@ def _record_leaf_calls(model, x):
     def observe(module, inputs, output):
         if not list(module.children()):
             own_parameters = sum(p.size for p in module.parameters(recurse=False))
-            rows.append((type(module).__name__, tuple(_first_array(output).shape), own_parameters))
+            rows.append((type(module).__name__, tuple(primary_output(output).shape), own_parameters))
 
     modes = [(module, module.training) for module in model.modules()]
     model.eval()

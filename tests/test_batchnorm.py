@@ -105,9 +105,16 @@ def test_eval_mode_leaves_running_statistics_alone(rng):
 def test_float32_statistics_survive_a_large_mean(rng):
     # a one-pass E[x^2] - E[x]^2 loses the variance (0.01) in float32 rounding of E[x^2] (~1e6 * 6e-8)
     x = (rng.standard_normal((2, 3, 16, 16)) * 0.1 + 1000.0).astype(numpy.float32)
-    y = minidl.nn.BatchNorm2d(3, affine=False, track_running_stats=False)(x)
-    reference = minidl.nn.BatchNorm2d(3, affine=False, track_running_stats=False).double()(x.astype(numpy.float64))
-    assert y.dtype == numpy.float32
+    layer = _randomised(minidl.nn.BatchNorm2d(3, track_running_stats=False), rng)
+    y = layer(x)
+    # the reference is written out in float64 numpy, not minidl's own layer: biased variance over N, H, W
+    x64 = x.astype(numpy.float64)
+    mean = x64.mean(axis=(0, 2, 3), keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+    weight = layer.weight.data.astype(numpy.float64).reshape(1, 3, 1, 1)
+    bias = layer.bias.data.astype(numpy.float64).reshape(1, 3, 1, 1)
+    reference = (x64 - mean) / numpy.sqrt(var + layer.eps) * weight + bias
+    assert layer.eps == 1e-5 and y.dtype == numpy.float32
     assert_close(y, reference, rtol=5e-3, atol=5e-3, name="y")
 
 

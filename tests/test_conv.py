@@ -249,3 +249,16 @@ def test_twin_and_direct_forms_agree(rng):
     direct_grads = conv2d_backward(dy, ("direct", (x, module.weight.data, True, (1, 1), (1, 1), (1, 1))))
     for twin_grad, direct_grad in zip(twin_grads, direct_grads):
         numpy.testing.assert_allclose(twin_grad, direct_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", [Conv2d, ConvTranspose2d])
+def test_reset_parameters_redraws_from_the_default_distribution(layer):
+    minidl.manual_seed(3)
+    fresh = layer(4, 6, 3)
+    module = layer(4, 6, 3).double()
+    module.weight.data[...] = 10.0
+    minidl.manual_seed(3)
+    module.reset_parameters()
+    assert module.weight.data.dtype == numpy.float64
+    numpy.testing.assert_allclose(module.weight.data, fresh.weight.data, rtol=1e-7)
+    numpy.testing.assert_allclose(module.bias.data, fresh.bias.data, rtol=1e-7)

@@ -7,7 +7,6 @@ import textwrap
 import numpy
 import pytest
 
-import minidl
 from minidl import Parameter
 from minidl.gradcheck import TOLERANCE, check_loss, check_module, numerical_gradient, relative_error
 from minidl.gradcheck_cli import parse_arguments, parse_shape
@@ -226,10 +225,7 @@ def test_cli_builtin_table_covers_every_builtin_layer_and_passes():
     result = run_cli()
     assert result.returncode == 0, result.stdout + result.stderr
     layers = {line.split("|")[1].strip() for line in result.stdout.splitlines()[2:] if line.startswith("|")}
-    expected = {name for name in ("Conv2d", "ConvTranspose2d", "ReLU", "Sigmoid", "MaxPool2d", "MaxUnpool2d",
-                                  "Upsample", "BatchNorm2d") if hasattr(minidl.nn, name)}
-    losses = getattr(minidl, "losses", None)
-    expected |= {name for name in ("BCEWithLogitsLoss", "DiceLoss", "CrossEntropyLoss")
-                 if hasattr(losses, name)}
-    assert expected <= layers
+    expected = {"Conv2d", "ConvTranspose2d", "ReLU", "Sigmoid", "MaxPool2d", "MaxUnpool2d", "Upsample",
+                "BatchNorm2d", "BCEWithLogitsLoss", "DiceLoss", "CrossEntropyLoss", "BCEDiceLoss"}
+    assert layers == expected, f"missing {expected - layers}, unexpected {layers - expected}"
     assert "FAIL" not in result.stdout and "all " in result.stdout and result.stderr == ""

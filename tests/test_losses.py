@@ -119,6 +119,27 @@ def test_dice_matches_torch(torch, rng, dtype, reduction, from_logits):
     assert_matches(gradient, expected[1], dtype, "gradient")
 
 
+@pytest.mark.parametrize("bce_weight, dice_weight, with_pos_weight, smooth, upstream",
+                         [(1.0, 1.0, False, 1.0, None), (0.3, 0.7, True, 0.5, None), (2.0, 0.5, True, 1.0, -1.5)])
+def test_bce_dice_matches_torch(torch, rng, bce_weight, dice_weight, with_pos_weight, smooth, upstream):
+    """BCEDiceLoss against torch's BCE-with-logits plus the torch-ops soft Dice, not against minidl's own terms."""
+    logits, target = 3 * rng.standard_normal(SHAPE), binary(rng)
+    pos_weight = rng.uniform(0.5, 3.0, (3, 1, 1)) if with_pos_weight else None
+    torch_pos_weight = None if pos_weight is None else torch.tensor(pos_weight)
+    dice = torch_dice(torch, smooth, True, "mean", target)
+
+    x = torch.tensor(logits, requires_grad=True)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(x, torch.tensor(target), pos_weight=torch_pos_weight)
+    expected = bce_weight * bce + dice_weight * dice(x)
+    expected.backward(torch.tensor(1.0 if upstream is None else upstream, dtype=torch.float64))
+    loss = losses.BCEDiceLoss(bce_weight=bce_weight, dice_weight=dice_weight, pos_weight=pos_weight, smooth=smooth)
+    value = loss(logits, target)
+    gradient = loss.backward(upstream)
+    assert gradient.dtype == numpy.float64 and gradient.shape == logits.shape
+    assert_matches(value, expected.item(), numpy.float64, "value")
+    assert_matches(gradient, x.grad.numpy(), numpy.float64, "gradient")
+
+
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("with_weight", [False, True])

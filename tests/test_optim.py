@@ -193,3 +193,17 @@ def test_adam_on_gpu_matches_cpu(rng):
     assert isinstance(gpu_optimizer.state[0]["exp_avg"], cupy.ndarray)
     for on_cpu, on_gpu in zip(cpu, gpu):
         numpy.testing.assert_allclose(on_gpu.data.get(), on_cpu.data, rtol=1e-6, atol=1e-7)
+
+
+def test_amsgrad_after_loading_a_state_saved_without_it_creates_its_maximum():
+    parameter = minidl.Parameter(numpy.ones(3))
+    plain = minidl.optim.Adam([parameter], lr=0.1)
+    parameter.grad[...] = 1.0
+    plain.step()
+    amsgrad = minidl.optim.Adam([parameter], lr=0.1, amsgrad=True)
+    state = plain.state_dict()
+    state.update({key: value for key, value in amsgrad.state_dict().items() if key.startswith("group.")})
+    amsgrad.load_state_dict(state)
+    amsgrad.step()
+    saved = amsgrad.state_dict()
+    numpy.testing.assert_array_equal(saved["state.0.max_exp_avg_sq"], saved["state.0.exp_avg_sq"])

@@ -45,6 +45,7 @@ def test_fcn_summary_shows_13334050_and_pytorch_output_shapes(torch):
     assert total == 13_334_050
     assert "Total params: 13,334,050" in text
     assert "Trainable params: 13,334,050" in text
+    assert "Params size (MB): 50.87" in text  # 13,334,050 float32 parameters * 4 bytes / 1024**2 = 50.866
     rows = table_rows(text)
     with torch.device("meta"):
         reference = torch_models(torch).FCN(3, 2, (64, 128, 256, 512, 512))
@@ -56,19 +57,47 @@ def test_fcn_summary_shows_13334050_and_pytorch_output_shapes(torch):
     assert sum(parameters for *_, parameters in rows) == total
 
 
-def test_summary_memory_estimate_and_batch_size():
-    model = models.SegNetSmall(init_features=2, upsample="unpool")
+def reported_mb(text, label):
+    return float(re.search(re.escape(label) + r" \(MB\): ([\d.]+)", text).group(1))
+
+
+def test_summary_memory_estimate_and_batch_size_match_hand_derived_numbers():
+    """The estimate is torchsummary's: float32 bytes of a batch of inputs, twice the batch's layer outputs
+    (forward plus backward) and the parameters, in MB of 1024**2 bytes. Every number below is derived by
+    hand from the layer definitions, not read back from the table."""
+    nn = minidl.nn
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(64, 64, 4, stride=2, padding=1, bias=False),
+                          nn.Upsample(scale_factor=4), nn.Conv2d(64, 2, 1))
     stream = io.StringIO()
-    minidl.summary(model, (1, 32, 32), batch_size=4, file=stream)
+    total = minidl.summary(model, (3, 32, 32), batch_size=16, file=stream)
     text = stream.getvalue()
-    rows = table_rows(text)
-    assert all(shape[0] == 4 for _, _, shape, _ in rows)
-    outputs = sum(int(numpy.prod(shape[1:])) for _, _, shape, _ in rows) * 4
-    expected_mb = 2 * outputs * 4 / 1024 ** 2
-    reported = float(re.search(r"Forward/backward pass size \(MB\): ([\d.]+)", text).group(1))
-    assert abs(reported - expected_mb) < 0.006
-    input_mb = float(re.search(r"Input size \(MB\): ([\d.]+)", text).group(1))
-    assert abs(input_mb - 4 * 32 * 32 * 4 / 1024 ** 2) < 0.006
+    expected_rows = [("Conv2d", 1, [16, 64, 32, 32], 3 * 64 * 3 * 3),
+                     ("BatchNorm2d", 2, [16, 64, 32, 32], 2 * 64),
+                     ("ReLU", 3, [16, 64, 32, 32], 0),
+                     ("MaxPool2d", 4, [16, 64, 16, 16], 0),
+                     ("Conv2d", 5, [16, 64, 8, 8], 64 * 64 * 4 * 4),
+                     ("Upsample", 6, [16, 64, 32, 32], 0),
+                     ("Conv2d", 7, [16, 2, 32, 32], 64 * 2 + 2)]
+    assert table_rows(text) == expected_rows
+    assert total == 1_728 + 128 + 65_536 + 130 == 67_522
+    assert "Total params: 67,522" in text and "Trainable params: 67,522" in text
+
+    batch, float32_bytes, megabyte = 16, 4, 1024 ** 2
+    input_mb = batch * 3 * 32 * 32 * float32_bytes / megabyte                       # 0.1875
+    outputs_per_sample = 3 * 64 * 32 * 32 + 64 * 16 * 16 + 64 * 8 * 8 + 64 * 32 * 32 + 2 * 32 * 32
+    assert outputs_per_sample == 284_672
+    activations_mb = 2 * batch * outputs_per_sample * float32_bytes / megabyte      # 34.75
+    parameters_mb = 67_522 * float32_bytes / megabyte                                # 0.2576
+    assert (input_mb, activations_mb) == (0.1875, 34.75)
+    assert "Input size (MB): 0.19" in text
+    assert "Forward/backward pass size (MB): 34.75" in text
+    assert "Params size (MB): 0.26" in text
+    assert "Estimated Total Size (MB): 35.20" in text
+    for label, expected in [("Input size", input_mb), ("Forward/backward pass size", activations_mb),
+                            ("Params size", parameters_mb),
+                            ("Estimated Total Size", input_mb + activations_mb + parameters_mb)]:
+        assert abs(reported_mb(text, label) - expected) <= 0.005 + 1e-12, label
 
 
 def test_summary_leaves_batchnorm_statistics_modes_and_caches_alone():

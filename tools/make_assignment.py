@@ -205,7 +205,8 @@ def _checks(name):
     """The gradient checks that exercise the backward function ``name``."""
     nn = minidl.nn
     if name == "conv2d":
-        return [_module_check(lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1), _rng().standard_normal((2, 2, 5, 5)))]
+        return [_module_check(lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1), _rng().standard_normal((2, 2, 5, 5))),
+                _module_check(lambda: nn.Conv2d(4, 2, 3, padding=1), _rng().standard_normal((2, 4, 5, 5)))]
     if name == "conv_transpose2d":
         return [_module_check(lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1),
                               _rng().standard_normal((2, 2, 3, 3)))]

@@ -62,12 +62,12 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
     y = centered * _per_channel(inv_std if weight is None else weight * inv_std)
     if bias is not None:
         y += _per_channel(bias)
-    return y, (centered, inv_std, weight, training)
+    return y, (centered, inv_std, weight, bias is not None, training)
 
 
 def batch_norm2d_backward(dy, cache):
-    """dy (N, C, H, W) -> dx (N, C, H, W), dweight (C,) or None, dbias (C,) or None (None without weight)."""
-    centered, inv_std, weight, training = cache
+    """dy (N, C, H, W) -> dx (N, C, H, W), dweight (C,) or None, dbias (C,) or None (None where not given)."""
+    centered, inv_std, weight, has_bias, training = cache
     # dbias = sum_{n,h,w} dy;  dweight = sum_{n,h,w} dy * xhat, with xhat = centered * inv_std
     dbias = channel_sum(dy)
     dweight = channel_dot(dy, centered) * inv_std
@@ -82,6 +82,4 @@ def batch_norm2d_backward(dy, cache):
     else:
         # dx = dy * weight * inv_std: the running statistics are constants
         dx = dy * scale
-    if weight is None:
-        return dx, None, None
-    return dx, dweight, dbias
+    return dx, (None if weight is None else dweight), (dbias if has_bias else None)

@@ -94,7 +94,8 @@ def twin_is_cheaper(weight, stride, padding, dilation):
 def conv2d_forward(x, weight, bias, stride, padding, dilation, grid):
     """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo), cache."""
     if twin_is_cheaper(weight, stride, padding, dilation):
-        y, twin_cache = conv_transpose2d_forward(x, transposed_twin(weight), bias, stride,
+        twin = get_array_module(weight).ascontiguousarray(transposed_twin(weight))
+        y, twin_cache = conv_transpose2d_forward(x, twin, bias, stride,
                                                  twin_padding(weight, padding, dilation), dilation, grid)
         return y, ("twin", twin_cache)
     y = correlate(x, weight, stride, padding, dilation, grid)

@@ -14,14 +14,9 @@ Window (ho, wo) at offset (i, j) reads padded pixel (ho*sh + i*dh, wo*sw + j*dw)
 
 import numpy
 
-from ..backend import is_gpu_array
+from ..backend import device_kernels
 from .windows import window_output_size
 from .workspace import workspace
-
-
-def _gpu_kernels():
-    from .. import kernels
-    return kernels
 
 
 def output_grid(input_hw, kernel, stride, padding, dilation):
@@ -65,8 +60,9 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
     """
     if grid is None:
         grid = output_grid(x.shape[2:], kernel, stride, padding, dilation)
-    if is_gpu_array(x):
-        return _gpu_kernels().im2col(x, kernel, stride, padding, dilation, pad_value, grid, out)
+    kernels = device_kernels(x)
+    if kernels:
+        return kernels.im2col(x, kernel, stride, padding, dilation, pad_value, grid, out)
     n, c = x.shape[:2]
     cols = workspace.take("im2col.cols", (n, c) + tuple(kernel) + tuple(grid), x.dtype, x) if out is None else out
     for i, j, (p0, p1, rows), (q0, q1, columns) in _offset_ranges(x.shape[2:], kernel, stride, padding, dilation,
@@ -87,8 +83,9 @@ def col2im(cols, input_shape, stride, padding, dilation, out=None):
     windows receive the sum of their columns; columns that fell in the padding
     are dropped. The result is a new array, or ``out`` with the sums added to it.
     """
-    if is_gpu_array(cols):
-        x = _gpu_kernels().col2im(cols, input_shape, stride, padding, dilation)
+    kernels = device_kernels(cols)
+    if kernels:
+        x = kernels.col2im(cols, input_shape, stride, padding, dilation)
         if out is None:
             return x
         out += x

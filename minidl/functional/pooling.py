@@ -17,13 +17,8 @@ thread per output, unpooling a scatter, each backward a gather.
 """
 import numpy
 
-from ..backend import get_array_module, is_gpu_array
+from ..backend import device_kernels, get_array_module
 from .im2col import col2im, im2col
-
-
-def _gpu_kernels():
-    from .. import kernels
-    return kernels
 
 
 def flat_plane_indices(indices, plane_size):
@@ -41,8 +36,9 @@ def scatter_to_planes(values, indices, plane_hw):
     planes[n, c].flat[indices[n, c, i, j]] = values[n, c, i, j]; indices must be
     distinct within a plane (a repeated one keeps one of its values).
     """
-    if is_gpu_array(values):
-        return _gpu_kernels().max_unpool_forward(values, indices, plane_hw)
+    kernels = device_kernels(values)
+    if kernels:
+        return kernels.max_unpool_forward(values, indices, plane_hw)
     xp = get_array_module(values)
     n, c = values.shape[:2]
     planes = xp.zeros(n * c * plane_hw[0] * plane_hw[1], dtype=values.dtype)
@@ -52,8 +48,9 @@ def scatter_to_planes(values, indices, plane_hw):
 
 def gather_from_planes(planes, indices):
     """planes (N, C, H, W), indices (N, C, h, w) -> (N, C, h, w): planes[n, c].flat[indices[n, c, i, j]]."""
-    if is_gpu_array(planes):
-        return _gpu_kernels().max_unpool_backward(planes, indices)
+    kernels = device_kernels(planes)
+    if kernels:
+        return kernels.max_unpool_backward(planes, indices)
     xp = get_array_module(planes)
     plane_size = planes.shape[2] * planes.shape[3]
     return xp.take(planes.reshape(-1), flat_plane_indices(indices, plane_size)).reshape(indices.shape)
@@ -148,9 +145,10 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     ``pooled_grid`` (PyTorch's). Cells past the padded input, which ceil_mode's
     last windows may reach, count as padding.
     """
-    if is_gpu_array(x):
+    kernels = device_kernels(x)
+    if kernels:
         grid = pooled_grid(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
-        y, indices = _gpu_kernels().max_pool_forward(x, kernel, stride, padding, dilation, grid)
+        y, indices = kernels.max_pool_forward(x, kernel, stride, padding, dilation, grid)
         return y, indices, (indices, x.shape, kernel, stride, padding, dilation)
     xp = get_array_module(x)
     n, c, h, w = x.shape
@@ -200,9 +198,10 @@ def max_pool2d_backward(dy, cache):
 
     Where windows cannot overlap, a plain scatter to the indices; otherwise col2im, which sums.
     """
-    if is_gpu_array(dy):
+    kernels = device_kernels(dy)
+    if kernels:
         indices, input_shape, kernel, stride, padding, dilation = cache
-        return _gpu_kernels().max_pool_backward(dy, indices, input_shape, kernel, stride, padding, dilation)
+        return kernels.max_pool_backward(dy, indices, input_shape, kernel, stride, padding, dilation)
     indices, input_shape, kernel, stride, _, dilation = cache
     if windows_overlap(kernel, stride, dilation):
         return route_through_windows(dy, cache)

@@ -37,6 +37,7 @@ class Workspace:
         self._buffers.clear()
 
     def nbytes(self):
+        """Bytes held by all buffers."""
         return sum(buffer.nbytes for buffer in self._buffers.values())
 
 

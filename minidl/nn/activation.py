@@ -14,6 +14,7 @@ class ReLU(Module):
         return y
 
     def backward(self, dy):
+        """dy (any shape, the output's) -> dx = dy * [x > 0]."""
         return relu_backward(dy, self.take_cache(dy))
 
 
@@ -27,4 +28,5 @@ class Sigmoid(Module):
         return y
 
     def backward(self, dy):
+        """dy (any shape, the output's) -> dx = dy * y * (1 - y)."""
         return sigmoid_backward(dy, self.take_cache(dy))

@@ -72,6 +72,7 @@ class BatchNorm2d(Module):
         return y
 
     def backward(self, dy):
+        """dy (N, C, H, W) -> dx (N, C, H, W); with affine, adds dweight and dbias into the grads."""
         cache = self.take_cache(dy)
         dx, dweight, dbias = batch_norm2d_backward(dy, cache)
         if self.affine:

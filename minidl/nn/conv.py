@@ -87,6 +87,7 @@ class Conv2d(_ConvBase):
         return y
 
     def backward(self, dy):
+        """dy (N, C_out, H_out, W_out) -> dx (N, C_in, H, W); adds dW and db into weight.grad and bias.grad."""
         cache = self.take_cache(dy)
         dx, dweight, dbias = conv2d_backward(dy, cache)
         self._accumulate(dweight, dbias)
@@ -130,6 +131,7 @@ class ConvTranspose2d(_ConvBase):
         return y
 
     def backward(self, dy):
+        """dy (N, C_out, H_out, W_out) -> dx (N, C_in, H, W), a conv of dy; adds dW and db into the grads."""
         cache = self.take_cache(dy)
         dx, dweight, dbias = conv_transpose2d_backward(dy, cache)
         self._accumulate(dweight, dbias)

@@ -20,6 +20,11 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 _call_observers = []
 
 
+def primary_output(output):
+    """A module's main output: the array itself, or the first of a tuple such as MaxPool2d's (y, indices)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
 def add_call_observer(observer):
     """Register ``observer(module, inputs, output)``, called after every module call (used by ``summary``)."""
     _call_observers.append(observer)

@@ -59,8 +59,8 @@ class Adam(Optimizer):
     def update(self, parameter, state, group):
         if not state:
             state.update(step=0, exp_avg=zeros_like(parameter), exp_avg_sq=zeros_like(parameter))
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = zeros_like(parameter)
+        if group["amsgrad"] and "max_exp_avg_sq" not in state:  # also after loading a state saved without AMSGrad
+            state["max_exp_avg_sq"] = zeros_like(parameter)
         state["step"] += 1
         beta1, beta2 = group["betas"]
         adam_update(parameter.data, parameter.grad, state["exp_avg"], state["exp_avg_sq"], state["step"],
