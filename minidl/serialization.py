@@ -1,7 +1,11 @@
-"""``save`` and ``load``: npz files of arrays and numbers, written atomically, read without pickle."""
+"""``save`` and ``load``: npz files of arrays and numbers, written atomically, read without pickle.
+
+``atomic_output`` is the atomic write itself, for any file a program rewrites (csv, png).
+"""
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 
 import numpy
 
@@ -30,21 +34,22 @@ def _write_npz(stream, arrays):
                 numpy.lib.format.write_array(member, numpy.asanyarray(value), allow_pickle=False)
 
 
-def save(path, state):
-    """Write a flat dict of name -> array (or number, or string) to ``path`` as npz.
+@contextmanager
+def atomic_output(path):
+    """Yield a temporary path in ``path``'s folder to write to; on success it replaces ``path``.
 
-    The file is written to a temporary file in the same folder, flushed to
-    disk and renamed over ``path``, so a crash never leaves a half-written file.
+    The temporary file has ``path``'s suffix, so writers that pick the format from the name
+    (matplotlib, PIL) keep it. After the block it is flushed to disk and renamed over ``path``;
+    if the block raises, it is removed and ``path`` keeps its old content.
     """
-    arrays = {str(name): _as_saveable(name, value) for name, value in state.items()}
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            _write_npz(stream, arrays)
-            stream.flush()
+        yield temporary
+        with open(temporary, "r+b") as stream:
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
@@ -52,6 +57,16 @@ def save(path, state):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def save(path, state):
+    """Write a flat dict of name -> array (or number, or string) to ``path`` as npz.
+
+    The file is written through ``atomic_output``, so a crash never leaves a half-written file.
+    """
+    arrays = {str(name): _as_saveable(name, value) for name, value in state.items()}
+    with atomic_output(path) as temporary, open(temporary, "wb") as stream:
+        _write_npz(stream, arrays)
 
 
 def load(path):

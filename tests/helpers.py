@@ -1,8 +1,12 @@
 """Helpers shared by the tests (import as ``from helpers import ...``)."""
+import os
+
 import numpy
 import pytest
 
 import minidl
+
+REQUIRE_GPU = os.environ.get("MINIDL_REQUIRE_GPU") == "1"
 
 
 def tie_free(shape, rng, dtype=numpy.float64):
@@ -14,9 +18,16 @@ def tie_free(shape, rng, dtype=numpy.float64):
 
 
 def gpu_or_skip():
-    """Return cupy, or skip the test when no GPU is usable."""
+    """Return cupy, or skip the test when no GPU is usable (a failure instead if MINIDL_REQUIRE_GPU=1)."""
     if not minidl.backend.gpu_available():
-        pytest.skip("no CUDA GPU / CuPy available")
+        try:
+            minidl.backend.require_gpu("tests")
+            reason = "minidl.backend.gpu_available() is False"
+        except RuntimeError as error:  # says why: CuPy cannot be imported, or it sees no CUDA device
+            reason = str(error)
+        if REQUIRE_GPU:
+            pytest.fail(f"MINIDL_REQUIRE_GPU=1 but no CUDA GPU / CuPy is usable ({reason})")
+        pytest.skip(f"no CUDA GPU / CuPy available ({reason})")
     return minidl.backend.require_gpu("tests")
 
 

@@ -2,7 +2,9 @@
 
 Run on a machine with a CUDA GPU and CuPy (``pip install -e ".[gpu]"``):
     python -m pytest -m gpu -q
-Everything here is skipped cleanly where there is no GPU. Outputs and
+Everything here is skipped cleanly where there is no GPU; set
+``MINIDL_REQUIRE_GPU=1`` (as on a GPU CI runner) to make a missing CuPy or GPU
+a failure with the reason instead of a skip. Outputs and
 gradients must match the host within a relative error (max |gpu - cpu| /
 max |cpu|) of 1e-10 in float64 and 1e-4 in float32; the CUDA kernels, which
 copy, compare and add in the host loop's order, must match it exactly.

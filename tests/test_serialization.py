@@ -6,6 +6,7 @@ import pytest
 
 import minidl
 from minidl.nn import Conv2d, ConvTranspose2d, ReLU, Sequential
+from minidl.serialization import atomic_output
 
 
 def small_model():
@@ -140,6 +141,28 @@ def test_a_save_failing_midway_keeps_the_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["checkpoint.npz"]
     numpy.testing.assert_array_equal(minidl.load(path)["a"], numpy.arange(3.0))
+
+
+def test_atomic_output_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("old")
+    with atomic_output(path) as temporary:
+        assert os.path.dirname(temporary) == str(tmp_path) and temporary.endswith(".csv")
+        assert path.read_text() == "old"
+        with open(temporary, "w") as stream:
+            stream.write("new")
+    assert os.listdir(tmp_path) == ["history.csv"] and path.read_text() == "new"
+
+
+def test_atomic_output_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "curves.png"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with atomic_output(path) as temporary:
+            with open(temporary, "w") as stream:
+                stream.write("half")
+            raise RuntimeError("writer failed")
+    assert os.listdir(tmp_path) == ["curves.png"] and path.read_text() == "old"
 
 
 def test_names_that_are_numpy_keywords_round_trip(tmp_path):

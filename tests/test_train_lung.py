@@ -16,7 +16,7 @@ from PIL import Image
 import minidl
 from minidl.backend import gpu_available
 from minidl.data import write_layout
-from minidl.training import MODEL_STRIDES, TrainConfig, dice_and_iou, evaluate_folder, load_trained_model
+from minidl.training import MODEL_STRIDES, TrainConfig, dice_and_iou, load_trained_model
 from minidl.training import loop as loop_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +49,10 @@ def saved_state(path, prefixes=("model.", "optim.")):
     return {key: value for key, value in state.items() if key.startswith(prefixes)}
 
 
+def temporary_files(folder):
+    return [name for name in os.listdir(folder) if name.startswith(".tmp")]
+
+
 def assert_same_state(first, second):
     assert first.keys() == second.keys() and first
     for key in first:
@@ -73,6 +77,7 @@ def test_tiny_run_lowers_the_loss_and_writes_every_output(trained_run):
         assert 0.0 <= float(row["val_dice"]) <= 1.0 and 0.0 <= float(row["val_iou"]) <= float(row["val_dice"])
     with Image.open(os.path.join(trained_run, "curves.png")) as picture:
         assert picture.size[0] > 300
+    assert not temporary_files(trained_run)
 
 
 def test_checkpoint_holds_weights_optimizer_rng_and_config_without_pickle(trained_run):
@@ -124,7 +129,7 @@ def test_sigint_to_the_process_exits_130_with_a_checkpoint(tmp_path):
     process = subprocess.Popen([sys.executable, SCRIPT, *TINY, "--epochs", "200", "--out", run_dir], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not os.path.exists(os.path.join(run_dir, "last.npz")) and time.time() < deadline:
+    while not os.path.exists(os.path.join(run_dir, "last.npz")) and process.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
@@ -171,19 +176,49 @@ def test_predict_writes_mask_and_overlay_at_the_original_size(trained_run, tmp_p
     with Image.open(os.path.join(out, "x0_mask.png")) as mask, Image.open(os.path.join(out, "x0_overlay.png")) as ov:
         assert mask.size == (48, 40) and ov.size == (48, 40) and ov.mode == "RGB"
         assert set(numpy.unique(numpy.asarray(mask))) <= {0, 255}
-    assert os.path.exists(os.path.join(out, "x1_mask.png"))
+    assert os.path.exists(os.path.join(out, "x1_mask.png")) and not temporary_files(out)
+
+
+def test_make_synthetic_writes_the_kaggle_layout(tmp_path, capsys):
+    data = str(tmp_path / "kaggle")
+    status, out, _ = run_main(["--make-synthetic", data, "2"], capsys)
+    assert status == 0 and "Kaggle layout" in out
+    assert len(os.listdir(os.path.join(data, "Lung Segmentation", "masks"))) == 2
+
+
+def expected_dice_and_iou(checkpoint, image_dir, mask_dir):
+    """Mean Dice and IoU of a segnet_small checkpoint on 8-bit PNG pairs, computed without minidl.training."""
+    import models
+
+    state = minidl.load(checkpoint)
+    config = TrainConfig.from_json(str(state["config"]))
+    model = models.SegNetSmall(1, 1, init_features=config.init_features)
+    model.load_state_dict({key[len("model."):]: value for key, value in state.items() if key.startswith("model.")})
+    model.eval()
+    dices, ious = [], []
+    for name in sorted(os.listdir(image_dir)):
+        with Image.open(os.path.join(image_dir, name)) as picture:
+            image = (numpy.asarray(picture, numpy.float64) / 255).astype(numpy.float32)
+        with Image.open(os.path.join(mask_dir, name.replace(".png", "_mask.png"))) as picture:
+            true_pixels = set(zip(*numpy.nonzero(numpy.asarray(picture) >= 128)))
+        with minidl.no_grad():
+            logits = model(image[None, None])
+        predicted_pixels = set(zip(*numpy.nonzero(logits[0, 0] >= 0)))  # sigmoid(logit) >= 0.5
+        overlap, union = predicted_pixels & true_pixels, predicted_pixels | true_pixels
+        sizes = len(predicted_pixels) + len(true_pixels)
+        dices.append(2 * len(overlap) / sizes if sizes else 1.0)
+        ious.append(len(overlap) / len(union) if union else 1.0)
+    return numpy.mean(dices), numpy.mean(ious)
 
 
 def test_evaluate_prints_the_dice_and_iou_of_the_checkpoint(trained_run, tmp_path, capsys):
-    data = str(tmp_path / "kaggle")
-    status, out, _ = run_main(["--make-synthetic", data, "6"], capsys)
-    assert status == 0 and "Kaggle layout" in out
+    data = write_layout(str(tmp_path / "shenzhen"), "shenzhen", 6, seed=5, size=32)
     checkpoint = os.path.join(trained_run, "best.npz")
     status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache"], capsys)
-    assert status == 0
-    model, config = load_trained_model(checkpoint)
-    expected = evaluate_folder(model, config, data, log=lambda line: None)
-    assert f"Dice {expected['dice']:.4f}  IoU {expected['iou']:.4f}" in out and "on 6 images" in out
+    assert status == 0 and "on 6 images at 32x32" in out
+    printed = re.search(r"Dice (\S+)  IoU (\S+)", out)
+    dice, iou = expected_dice_and_iou(checkpoint, os.path.join(data, "CXR_png"), os.path.join(data, "mask"))
+    assert float(printed[1]) == pytest.approx(dice, abs=6e-5) and float(printed[2]) == pytest.approx(iou, abs=6e-5)
 
 
 def test_training_on_a_folder_uses_the_real_loading_path(tmp_path, capsys):
@@ -258,6 +293,8 @@ BAD_INPUTS = {
     "size not a multiple": lambda folder: (["--size", "100"], "multiple of 16"),
     "negative learning rate": lambda folder: (["--lr", "-0.01"], "--lr -0.01: the learning rate must be a positive"),
     "unknown model": lambda folder: (["--model", "unet"], "unknown model"),
+    "fcn too narrow": lambda folder: (["--model", "fcn", "--init-features", "1"],
+                                      "--init-features 1: model fcn needs at least 2"),
     "missing checkpoint": lambda folder: (["--resume", str(folder / "none.npz")], "no such file"),
     "predict missing checkpoint": lambda folder: (["predict", "--checkpoint", str(folder / "c.npz"), "x.png",
                                                    "--out", str(folder)], "no such file"),
@@ -327,3 +364,54 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(trained_
     after = minidl.load(path)
     assert_same_state(before, after)
     assert not [name for name in os.listdir(trained_run) if name.startswith(".tmp")]
+
+
+def test_a_model_constructor_refusal_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import models
+
+    def refuse(*args, **kwargs):
+        raise ValueError("SegNetSmall: refused")
+
+    monkeypatch.setattr(models, "SegNetSmall", refuse)
+    status, _, err = run_main(TINY + ["--out", str(tmp_path / "run")], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "--model segnet_small --init-features 4: the model cannot be built (SegNetSmall: refused)" in err
+
+
+def wrong_shape(state, key):
+    state[key] = numpy.zeros((1, *state[key].shape))
+
+
+def missing(state, key):
+    del state[key]
+
+
+WEIGHTS_MISFIT = "weights do not fit the model"
+OPTIMIZER_MISFIT = "optimizer state does not fit the model"
+MISFITS = [  # (command, how the checkpoint is altered, the key, what the error says)
+    ("predict", wrong_shape, "model.enc1.conv.weight", f"{WEIGHTS_MISFIT} .*'enc1.conv.weight' has shape"),
+    ("predict", missing, "model.out.weight", rf"{WEIGHTS_MISFIT} .*missing keys \['out.weight'\]"),
+    ("resume", wrong_shape, "model.enc1.conv.weight", f"{WEIGHTS_MISFIT} .*'enc1.conv.weight' has shape"),
+    ("resume", missing, "model.out.weight", rf"{WEIGHTS_MISFIT} .*missing keys \['out.weight'\]"),
+    ("resume", wrong_shape, "optim.state.0.exp_avg", f"{OPTIMIZER_MISFIT} .*'state.0.exp_avg' has shape"),
+    ("resume", missing, "optim.group.0.lr", f"{OPTIMIZER_MISFIT} .*missing key 'group.0.lr'"),
+]
+
+
+@pytest.mark.parametrize("command, alter, key, message", MISFITS,
+                         ids=[f"{command}-{alter.__name__}-{key}" for command, alter, key, _ in MISFITS])
+def test_a_checkpoint_that_does_not_fit_the_model_is_a_one_line_error(trained_run, tmp_path, capsys, command,
+                                                                       alter, key, message):
+    state = minidl.load(os.path.join(trained_run, "last.npz"))
+    alter(state, key)
+    checkpoint = str(tmp_path / "misfit.npz")
+    minidl.save(checkpoint, state)
+    if command == "predict":
+        image = str(tmp_path / "x.png")
+        Image.new("L", (32, 32)).save(image)
+        argv = ["predict", "--checkpoint", checkpoint, image, "--out", str(tmp_path / "predicted")]
+    else:
+        argv = ["--resume", checkpoint, "--epochs", "4", "--quiet"]
+    status, _, err = run_main(argv, capsys)
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search("checkpoint .*misfit.npz: " + message, err), err

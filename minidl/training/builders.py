@@ -19,7 +19,19 @@ def build_model(config):
 
     ``config.init_features`` (when set) is SegNetSmall's first width, SegNetBasic's width, and the first
     VGG width of SegNet and the FCNs (then ``(f, 2f, 4f, 8f, 8f)``, FCN fc layers ``64 f``).
+    A model constructor's ValueError becomes a ``ConfigError`` naming the settings.
     """
+    try:
+        return _construct_model(config)
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(f"--model {config.model} --init-features {config.init_features}: "
+                          f"the model cannot be built ({error})") from None
+
+
+def _construct_model(config):
+    """The model ``build_model`` describes, as its constructor makes it (errors unchanged)."""
     import models  # the repository's models package (installed alongside minidl)
 
     name, features, classes = config.model, config.init_features, config.num_classes
@@ -38,7 +50,7 @@ def build_model(config):
     if name in skip_nets:
         fc_channels = 4096 if features is None else 64 * features
         return skip_nets[name](1, classes, fc_channels, **vgg)
-    raise ValueError(f"build_model: unknown model {name!r}; choose one of {', '.join(MODEL_STRIDES)}")
+    raise ConfigError(f"--model {name}: unknown model; choose one of {', '.join(MODEL_STRIDES)}")
 
 
 def build_loss(name):

@@ -64,7 +64,7 @@ def read_checkpoint(path):
         flat = load(path)
     except (FileNotFoundError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
-    required = ("config", "epoch", "step", "rng.state", "best_dice")
+    required = ("config", "epoch", "step", "rng.state", "rng.has_uint32", "rng.uinteger", "best_dice")
     if any(key not in flat for key in required):
         raise CheckpointError(f"checkpoint {path}: not a train_lung checkpoint (needs {', '.join(required)})")
     sections = {"model": {}, "optim": {}, "history": {}, "partial": {}}
@@ -73,16 +73,31 @@ def read_checkpoint(path):
         if section in sections:
             sections[section][name] = value
     try:
-        config = TrainConfig.from_json(str(flat["config"]))
+        config = TrainConfig.from_json(str(flat["config"])).validate()
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"checkpoint {path}: unreadable config ({error})") from None
     return {**sections, "path": path, "config": config, "epoch": int(flat["epoch"]), "step": int(flat["step"]),
             "best_dice": float(flat["best_dice"]), "generator": generator_from_arrays(flat)}
 
 
+def _reason(error):
+    """An exception's message (a KeyError's without the quotes ``str`` adds)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
 def load_model_weights(model, checkpoint):
-    """Copy a checkpoint's weights into ``model``; a mismatch becomes a ``CheckpointError``."""
+    """Copy a checkpoint's weights into ``model``; a missing, unexpected or mis-shaped key is a ``CheckpointError``."""
     try:
         model.load_state_dict(checkpoint["model"])
-    except (KeyError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {checkpoint['path']}: weights do not fit the model ({error})") from None
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint {checkpoint['path']}: weights do not fit the model "
+                              f"({_reason(error)})") from None
+
+
+def load_optimizer_state(optimizer, checkpoint):
+    """Restore a checkpoint's optimizer state into ``optimizer``; a key that does not fit is a ``CheckpointError``."""
+    try:
+        optimizer.load_state_dict(checkpoint["optim"])
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint {checkpoint['path']}: optimizer state does not fit the model "
+                              f"({_reason(error)})") from None

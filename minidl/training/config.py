@@ -9,6 +9,8 @@ OPTIMIZERS = ("adam", "sgd")
 # model name -> what H and W must be a multiple of (the number of 2x2 pools, as a power of two)
 MODEL_STRIDES = {"segnet_small": 16, "segnet_small_unpool": 16, "segnet": 32, "segnet_basic": 16,
                  "fcn": 32, "fcn32s": 32, "fcn16s": 32, "fcn8s": 32}
+# model name -> the smallest --init-features it accepts (FCN's decoder ends at init_features // 2 channels)
+MIN_INIT_FEATURES = {"fcn": 2}
 
 
 @dataclass
@@ -48,6 +50,7 @@ class TrainConfig:
     def validate(self):
         """Raise ``ConfigError`` naming the first bad setting."""
         stride = MODEL_STRIDES.get(self.model)
+        least_features = MIN_INIT_FEATURES.get(self.model, 1)
         checks = [
             (stride is not None, f"--model {self.model}: unknown model; choose one of {', '.join(MODEL_STRIDES)}"),
             (self.loss in LOSSES, f"--loss {self.loss}: unknown loss; choose one of {', '.join(LOSSES)}"),
@@ -61,8 +64,8 @@ class TrainConfig:
             (self.weight_decay >= 0, f"--weight-decay {self.weight_decay}: must not be negative"),
             (self.epochs >= 1, f"--epochs {self.epochs}: must be at least 1"),
             (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be at least 1"),
-            (self.init_features is None or self.init_features >= 1,
-             f"--init-features {self.init_features}: must be at least 1"),
+            (self.init_features is None or self.init_features >= least_features,
+             f"--init-features {self.init_features}: model {self.model} needs at least {least_features}"),
             (self.synthetic_count >= 2, f"--synthetic-count {self.synthetic_count}: must be at least 2"),
             (0.0 < self.val_fraction < 1.0, f"--val-fraction {self.val_fraction}: must be between 0 and 1"),
             (0.0 <= self.test_fraction < 1.0, f"--test-fraction {self.test_fraction}: must be in [0, 1)"),

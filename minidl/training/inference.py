@@ -5,6 +5,7 @@ import numpy
 from PIL import Image
 
 from ..data import find_pairs, load_pairs, read_image, resize_image
+from ..serialization import atomic_output
 from .builders import build_loss, build_model, check_device
 from .checkpoint import load_model_weights, read_checkpoint
 from .evaluation import evaluate, predict_probabilities
@@ -38,8 +39,10 @@ def predict_files(model, config, paths, out_dir, device="cpu"):
         stem = os.path.splitext(os.path.basename(path))[0]
         mask_path = os.path.join(out_dir, f"{stem}_mask.png")
         overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
-        Image.fromarray(mask.astype(numpy.uint8) * 255).save(mask_path)
-        overlay(image, mask).save(overlay_path)
+        with atomic_output(mask_path) as temporary:
+            Image.fromarray(mask.astype(numpy.uint8) * 255).save(temporary)
+        with atomic_output(overlay_path) as temporary:
+            overlay(image, mask).save(temporary)
         written += [mask_path, overlay_path]
     return written
 

@@ -19,9 +19,10 @@ from tqdm import tqdm
 
 from .. import manual_seed
 from ..backend import to_device, to_numpy
+from ..serialization import atomic_output
 from ..data import apply_augmentation, draw_augmentation
 from .builders import build_loss, build_model, build_optimizer, check_device, loss_target, lung_probability
-from .checkpoint import load_model_weights, save_checkpoint
+from .checkpoint import load_model_weights, load_optimizer_state, save_checkpoint
 from .errors import NonFiniteLoss
 from .evaluation import dice_and_iou, evaluate
 from .plots import plot_curves, plot_predictions
@@ -81,7 +82,7 @@ class Trainer:
     def resume(self, checkpoint):
         """Continue from a checkpoint read by ``read_checkpoint``: weights, optimizer, position, RNG, history."""
         load_model_weights(self.model, checkpoint)
-        self.optimizer.load_state_dict(checkpoint["optim"])
+        load_optimizer_state(self.optimizer, checkpoint)
         self.epoch, self.step, self.best_dice = checkpoint["epoch"], checkpoint["step"], checkpoint["best_dice"]
         self.generator = checkpoint["generator"]
         self.history = {column: [float(v) for v in checkpoint["history"].get(column, [])]
@@ -190,7 +191,8 @@ class Trainer:
                  f"({totals['seconds']:.1f} s, {rate:.1f} img/s){' *best*' if improved else ''}")
 
     def write_history(self):
-        with open(self.path("history.csv"), "w", newline="") as stream:
+        """Rewrite ``history.csv`` (atomically) with one row per finished epoch."""
+        with atomic_output(self.path("history.csv")) as temporary, open(temporary, "w", newline="") as stream:
             writer = csv.writer(stream)
             writer.writerow(HISTORY_COLUMNS)
             for values in zip(*(self.history[column] for column in HISTORY_COLUMNS)):

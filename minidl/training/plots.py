@@ -3,6 +3,8 @@ import numpy
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..serialization import atomic_output
+
 
 def plot_curves(history, path):
     """``curves.png``: train and validation loss (left) and Dice (right) per epoch."""
@@ -19,7 +21,8 @@ def plot_curves(history, path):
         axes.grid(alpha=0.3)
         axes.legend()
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary)
 
 
 def plot_predictions(images, masks, probabilities, path, count=6):
@@ -39,7 +42,8 @@ def plot_predictions(images, masks, probabilities, path, count=6):
         axes.set_axis_off()
     figure.suptitle("validation: true lungs (green), predicted (red)")
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary)
 
 
 def overlay(image, mask, colour=(255, 64, 64), alpha=0.35):
