@@ -129,3 +129,14 @@ def test_float32_statistics_survive_a_large_mean(rng):
 def test_rejects_bad_input(layer, x, error, message):
     with pytest.raises(error, match=message):
         layer(x)
+
+
+def test_functional_backward_returns_the_bias_gradient_without_a_weight():
+    from minidl.functional.batchnorm import batch_norm2d_backward, batch_norm2d_forward
+    rng = numpy.random.default_rng(5)
+    x, bias = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal(2)
+    _, cache = batch_norm2d_forward(x, None, None, None, bias, True, 0.1, 1e-5)
+    dy = rng.standard_normal(x.shape)
+    _, dweight, dbias = batch_norm2d_backward(dy, cache)
+    assert dweight is None
+    numpy.testing.assert_allclose(dbias, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
