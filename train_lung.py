@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import fields, replace
 
+from minidl.backend import reuse_freed_host_memory
 from minidl.data import DataError, default_cache_dir, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
                              evaluate, evaluate_folder, load_examples, load_trained_model, predict_files,
@@ -189,6 +190,7 @@ def run(argv):
 def main(argv=None):
     """Run the program; returns the exit status (2 for bad input, 130 after Ctrl-C, 1 for a diverged run)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    reuse_freed_host_memory()
     try:
         return run(argv)
     except (DataError, ConfigError, CheckpointError) as error:

@@ -102,3 +102,13 @@ def test_module_to_gpu_and_back(rng):
     for key, value in module.state_dict().items():
         numpy.testing.assert_array_equal(value, expected[key])
     assert minidl.backend.device_of(module.weight.data) == "cpu"
+
+
+def test_reuse_freed_host_memory_applies_on_glibc_and_changes_no_result():
+    import platform
+    applied = minidl.backend.reuse_freed_host_memory()
+    assert isinstance(applied, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied
+    x = numpy.arange(12.0).reshape(1, 3, 2, 2)
+    numpy.testing.assert_array_equal(minidl.nn.ReLU()(x - 5), numpy.maximum(x - 5, 0))
