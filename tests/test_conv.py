@@ -215,6 +215,16 @@ TWIN_CONFIGS = [
 ]
 
 
+# Stride-1 convs with C_out == C_in run directly but take dx as a conv of dy with the twin kernel.
+@pytest.mark.parametrize("kernel, padding, dilation", [(3, 1, 1), ((3, 5), (0, 2), 1), (3, 2, 2), (3, 3, 1)])
+def test_equal_channel_conv_input_gradient_by_the_twin_kernel(kernel, padding, dilation, torch, rng):
+    module = Conv2d(3, 3, kernel, 1, padding, dilation).double()
+    x = rng.standard_normal((2, 3, 9, 11))
+    errors = check_module(module, x)
+    assert max(errors.values()) < TOLERANCE, errors
+    assert_parity(torch, module, x, rtol=1e-7)
+
+
 def build_twin_case(config):
     kernel, padding, dilation, bias, batch, size, form = config
     return Conv2d(4, 2, kernel, 1, padding, dilation, bias), (batch, 4) + size, form

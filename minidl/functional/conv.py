@@ -84,11 +84,14 @@ def twin_padding(weight, padding, dilation):
     return tuple(dilation[a] * (weight.shape[2 + a] - 1) - padding[a] for a in range(2))
 
 
+def has_twin(weight, stride, padding, dilation):
+    """Whether the conv equals a transposed conv of its twin: stride 1 and a non-negative twin padding."""
+    return tuple(stride) == (1, 1) and min(twin_padding(weight, padding, dilation)) >= 0
+
+
 def twin_is_cheaper(weight, stride, padding, dilation):
-    """Whether a conv should run as its transposed twin: stride 1, C_out < C_in, and a valid twin padding."""
-    out_channels, in_channels = weight.shape[:2]
-    return (tuple(stride) == (1, 1) and out_channels < in_channels
-            and min(twin_padding(weight, padding, dilation)) >= 0)
+    """Whether a conv should run as its transposed twin: it has one and C_out < C_in."""
+    return has_twin(weight, stride, padding, dilation) and weight.shape[0] < weight.shape[1]
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, grid):
@@ -113,8 +116,14 @@ def conv2d_backward(dy, cache):
         return dx, transposed_twin(dtwin), dbias
     x, weight, has_bias, stride, padding, dilation = cache
     xp = get_array_module(dy)
-    # dx = W^T dy: the transposed convolution of dy, back onto x's grid
-    dx = scatter(dy, weight, stride, padding, dilation, x.shape[2:])
+    if has_twin(weight, stride, padding, dilation) and weight.shape[0] <= weight.shape[1]:
+        # dx = W^T dy as a conv of dy with the twin kernel: its im2col moves C_out*kh*kw values per
+        # pixel and its GEMM has the long inner dimension, cheaper than col2im when C_out <= C_in
+        twin = xp.ascontiguousarray(transposed_twin(weight))
+        dx = correlate(dy, twin, stride, twin_padding(weight, padding, dilation), dilation, x.shape[2:])
+    else:
+        # dx = W^T dy: the transposed convolution of dy, back onto x's grid
+        dx = scatter(dy, weight, stride, padding, dilation, x.shape[2:])
     # dW[o, (c, i, j)] = sum_{n, p} dy[n, o, p] * cols(x)[n, (c, i, j), p]
     dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
     for chunk in sample_chunks(x):
