@@ -117,13 +117,13 @@ def conv2d_backward(dy, cache):
     x, weight, has_bias, stride, padding, dilation = cache
     xp = get_array_module(dy)
     if has_twin(weight, stride, padding, dilation) and weight.shape[0] <= weight.shape[1]:
-        # dx = W^T dy as a conv of dy with the twin kernel: its im2col moves C_out*kh*kw values per
-        # pixel and its GEMM has the long inner dimension, cheaper than col2im when C_out <= C_in
+        # C_out == C_in: the twin's backward unfolds dy once for both dx and dW (no col2im, one im2col)
         twin = xp.ascontiguousarray(transposed_twin(weight))
-        dx = correlate(dy, twin, stride, twin_padding(weight, padding, dilation), dilation, x.shape[2:])
-    else:
-        # dx = W^T dy: the transposed convolution of dy, back onto x's grid
-        dx = scatter(dy, weight, stride, padding, dilation, x.shape[2:])
+        twin_cache = (x, twin, has_bias, stride, twin_padding(weight, padding, dilation), dilation)
+        dx, dtwin, dbias = conv_transpose2d_backward(dy, twin_cache)
+        return dx, transposed_twin(dtwin), dbias
+    # dx = W^T dy: the transposed convolution of dy, back onto x's grid
+    dx = scatter(dy, weight, stride, padding, dilation, x.shape[2:])
     # dW[o, (c, i, j)] = sum_{n, p} dy[n, o, p] * cols(x)[n, (c, i, j), p]
     dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
     for chunk in sample_chunks(x):
