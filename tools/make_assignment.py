@@ -39,6 +39,7 @@ BLANKABLE = {
 
 # never copied into a student's repository: the instructor's own test of this tool
 INSTRUCTOR_ONLY = {"tests/test_make_assignment.py"}
+CHECKED_NAMES_LINE = "CHECKED_NAMES = []  # make_assignment.py writes the names checkable in the copy here"
 SKIPPED_PARTS = {".git", "__pycache__", ".pytest_cache", "runs", "build", "dist"}
 
 
@@ -135,128 +136,13 @@ def make_assignment(names, outdir, root=REPOSITORY):
         file.write_text(blank_function(file.read_text(), function, message))
     tests = Path(outdir) / "tests" / "test_assignment.py"
     tests.parent.mkdir(parents=True, exist_ok=True)
-    tests.write_text(ASSIGNMENT_TESTS.replace("__CHECKED_NAMES__", repr(available(root))))
+    template = (Path(__file__).resolve().parent / "assignment_tests_template.py").read_text()
+    if CHECKED_NAMES_LINE not in template:
+        raise RuntimeError(f"tools/assignment_tests_template.py lost its line {CHECKED_NAMES_LINE!r}")
+    tests.write_text(template.replace(CHECKED_NAMES_LINE, f"CHECKED_NAMES = {available(root)!r}"))
     return tests
 
 
-ASSIGNMENT_TESTS = '''"""Coursework: one gradient check per backward function (written by tools/make_assignment.py).
-
-Run ``python -m pytest tests/test_assignment.py -q``. Each test reports
-"<name>: gradient of <tensor> missing (NotImplementedError)" while the
-function is still blank, "<name>: gradient of <tensor> wrong (relative
-error X)" while it is incorrect, and passes once it is right. The checks
-are float64 central differences (minidl.gradcheck); see docs/gradient_checking.md.
-"""
-import numpy
-import pytest
-
-import minidl
-from minidl.gradcheck import TOLERANCE, check_loss, check_module
-
-CHECKED_NAMES = __CHECKED_NAMES__
-
-
-def _rng():
-    return numpy.random.default_rng(7)
-
-
-def _away_from_zero(shape):
-    """Normal values pushed at least 0.1 away from 0 (ReLU's kink)."""
-    x = _rng().standard_normal(shape)
-    return x + 0.1 * numpy.sign(x)
-
-
-def _tie_free(shape):
-    """Distinct values in random order, at least 0.05 apart (max-pool ties)."""
-    size = int(numpy.prod(shape))
-    return _rng().permutation(numpy.linspace(-2.0, 2.0, size)).reshape(shape)
-
-
-def _module_check(build, *inputs):
-    def run():
-        module = build()
-        names = ["input"] + [name for name, _ in module.named_parameters()]
-        return names, lambda: check_module(module, inputs if len(inputs) > 1 else inputs[0])
-    return run
-
-
-def _loss_check(build, logits, target):
-    def run():
-        return ["logits"], lambda: {"logits": check_loss(build(), logits, target)}
-    return run
-
-
-def _pooled(shape):
-    """(pooled values, int64 indices) of a tie-free input through MaxPool2d(2)."""
-    pooled, indices = minidl.nn.MaxPool2d(2, return_indices=True)(_tie_free(shape))
-    return _rng().standard_normal(pooled.shape), indices
-
-
-def _batch_norm(training):
-    def build():
-        layer = minidl.nn.BatchNorm2d(3)
-        layer.running_mean[...] = 0.3
-        layer.running_var[...] = 1.7
-        return layer.train(training)
-    return build
-
-
-def _checks(name):
-    """The gradient checks that exercise the backward function ``name``."""
-    nn = minidl.nn
-    if name == "conv2d":
-        return [_module_check(lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1), _rng().standard_normal((2, 2, 5, 5))),
-                _module_check(lambda: nn.Conv2d(4, 2, 3, padding=1), _rng().standard_normal((2, 4, 5, 5)))]
-    if name == "conv_transpose2d":
-        return [_module_check(lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1),
-                              _rng().standard_normal((2, 2, 3, 3)))]
-    if name == "relu":
-        return [_module_check(nn.ReLU, _away_from_zero((2, 3, 4)))]
-    if name == "sigmoid":
-        return [_module_check(nn.Sigmoid, 3 * _rng().standard_normal((2, 3, 4)))]
-    if name == "max_pool2d":
-        return [_module_check(lambda: nn.MaxPool2d(2), _tie_free((2, 2, 6, 6))),
-                _module_check(lambda: nn.MaxPool2d(3, stride=2, padding=1), _tie_free((1, 2, 7, 5)))]
-    if name == "max_unpool2d":
-        return [_module_check(lambda: nn.MaxUnpool2d(2), *_pooled((2, 2, 6, 6)))]
-    if name == "upsample_bilinear":
-        return [_module_check(lambda: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                              _rng().standard_normal((1, 2, 3, 4))),
-                _module_check(lambda: nn.Upsample(size=(5, 7), mode="bilinear", align_corners=True),
-                              _rng().standard_normal((1, 2, 3, 4)))]
-    if name == "upsample_nearest":
-        return [_module_check(lambda: nn.Upsample(scale_factor=2, mode="nearest"),
-                              _rng().standard_normal((1, 2, 3, 4)))]
-    if name == "batch_norm":
-        return [_module_check(_batch_norm(True), _rng().standard_normal((4, 3, 3, 3))),
-                _module_check(_batch_norm(False), _rng().standard_normal((4, 3, 3, 3)))]
-    from minidl import losses
-    logits = 2 * _rng().standard_normal((2, 3, 4, 4))
-    if name == "bce":
-        return [_loss_check(losses.BCEWithLogitsLoss, logits, _rng().uniform(0, 1, logits.shape))]
-    if name == "dice":
-        return [_loss_check(losses.DiceLoss, logits, (_rng().uniform(0, 1, logits.shape) > 0.5) * 1.0)]
-    if name == "cross_entropy":
-        return [_loss_check(losses.CrossEntropyLoss, logits, _rng().integers(0, 3, (2, 4, 4)))]
-    raise ValueError(f"no gradient check for {name}")
-
-
-@pytest.mark.parametrize("name", CHECKED_NAMES)
-def test_backward(name):
-    for check in _checks(name):
-        tensors, run = check()
-        try:
-            errors, missing = run(), None
-        except NotImplementedError as error:
-            errors, missing = {}, str(error)
-        if missing is not None:
-            pytest.fail(f"{name}: gradient of {', '.join(tensors)} missing (NotImplementedError: {missing})",
-                        pytrace=False)
-        wrong = {tensor: error for tensor, error in errors.items() if not error < TOLERANCE}
-        if wrong:
-            pytest.fail("; ".join(f"{name}: gradient of {tensor} wrong (relative error {error:.3g})"
-                                  for tensor, error in wrong.items()), pytrace=False)
-'''
 
 
 def main(argv=None):
