@@ -64,7 +64,7 @@ def train_parser():
                                                   "--device and --out may be given with it")
     option("--cache-dir", help=f"where decoded images are cached (default {default_cache_dir()})")
     option("--no-cache", action="store_true", help="do not cache decoded images")
-    option("--quiet", action="store_true", help="no progress bars")
+    option("--quiet", action="store_true", help="no progress bars (training and image decoding)")
     parser.epilog = "subcommands: predict --checkpoint C IMAGES... --out DIR | evaluate --checkpoint C --data DIR"
     return parser
 
@@ -140,7 +140,7 @@ def train_command(args):
               "give a larger --epochs to train on")
         return 0
     check_device(config.device)
-    examples = load_examples(config, cache_dir_of(args))
+    examples = load_examples(config, cache_dir_of(args), progress=not args.quiet)
     splits = split_examples(config, *examples)
     print(f"{len(splits['train'][0])} training / {len(splits['val'][0])} validation images; model {config.model}, "
           f"{config.optimizer} lr {config.lr}, loss {config.loss}, {config.epochs} epochs of batch "

@@ -4,7 +4,7 @@ import numpy
 from ..data import find_pairs, load_pairs, split_indices, synthetic_dataset
 
 
-def load_examples(config, cache_dir=None, log=print):
+def load_examples(config, cache_dir=None, log=print, progress=True):
     """All examples of the run at ``config.size``: images (N, 1, S, S) float32 in [0, 1], masks (N, 1, S, S) float32.
 
     ``config.data`` None means ``config.synthetic_count`` synthetic radiographs from ``config.seed``;
@@ -19,7 +19,7 @@ def load_examples(config, cache_dir=None, log=print):
         report = find_pairs(config.data)
         for line in report.lines():
             log(line)
-        images, masks = load_pairs(report.pairs, size, config.data, cache_dir)
+        images, masks = load_pairs(report.pairs, size, config.data, cache_dir, progress=progress)
     return images[:, None], masks[:, None].astype(numpy.float32)
 
 
