@@ -21,6 +21,19 @@ TOLERANCE = 1e-6
 STEP = 1e-6
 
 
+def tie_free(shape, rng, dtype=numpy.float64):
+    """A shuffled linspace plus a little jitter: no two entries equal, so max-pooling has no ties to break."""
+    size = int(numpy.prod(shape))
+    spacing = 6.0 / max(size - 1, 1)
+    values = numpy.linspace(-3.0, 3.0, size) + rng.uniform(0, 0.25 * spacing, size)
+    return rng.permutation(values).reshape(shape).astype(dtype)
+
+
+def away_from_zero(shape, rng):
+    """Entries with |x| in [0.1, 2]: central differences never straddle ReLU's kink at 0."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 2.0, size=shape)
+
+
 def relative_error(analytic, numeric):
     """max|a - n| / max(1e-8, max(|a| + |n|)), over the whole tensor."""
     analytic, numeric = numpy.asarray(analytic, numpy.float64), numpy.asarray(numeric, numpy.float64)

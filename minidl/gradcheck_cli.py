@@ -21,24 +21,11 @@ import time
 import numpy
 
 from . import nn
-from .gradcheck import TOLERANCE, check_loss, check_module
+from .gradcheck import TOLERANCE, away_from_zero, check_loss, check_module, tie_free
 
 # Inputs are drawn from this seed. It must differ from check_module's upstream seed (0): with the same
 # stream the upstream gradient equals the input, and for batch norm that makes dL/dx exactly zero.
 SEED = 12345
-
-
-def tie_free(shape, rng):
-    """A shuffled linspace plus jitter: no two entries equal, so max-pooling has no ties to break."""
-    size = int(numpy.prod(shape))
-    spacing = 6.0 / max(size - 1, 1)
-    values = numpy.linspace(-3.0, 3.0, size) + rng.uniform(0, 0.25 * spacing, size)
-    return rng.permutation(values).reshape(shape)
-
-
-def away_from_zero(shape, rng):
-    """|x| in [0.1, 2]: central differences never straddle ReLU's kink."""
-    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 2.0, size=shape)
 
 
 def normal(shape, scale=1.0):

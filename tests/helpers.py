@@ -5,16 +5,9 @@ import numpy
 import pytest
 
 import minidl
+from minidl.gradcheck import away_from_zero, tie_free  # noqa: F401  (the tests import them from here)
 
 REQUIRE_GPU = os.environ.get("MINIDL_REQUIRE_GPU") == "1"
-
-
-def tie_free(shape, rng, dtype=numpy.float64):
-    """A shuffled linspace plus a little jitter: no two entries are equal (for max-pool tests)."""
-    size = int(numpy.prod(shape))
-    spacing = 6.0 / max(size - 1, 1)
-    values = numpy.linspace(-3.0, 3.0, size) + rng.uniform(0, 0.25 * spacing, size)
-    return rng.permutation(values).reshape(shape).astype(dtype)
 
 
 def gpu_or_skip():

@@ -7,14 +7,9 @@ import pytest
 from minidl.gradcheck import TOLERANCE, check_module
 from minidl.nn import ReLU, Sigmoid
 
-from helpers import assert_close
+from helpers import assert_close, away_from_zero
 
 SHAPES = [(7,), (2, 3, 5, 4), (1, 2, 3, 2, 2)]
-
-
-def away_from_zero(shape, rng):
-    """Entries with |x| in [0.1, 2]: central differences never straddle ReLU's kink."""
-    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 2.0, size=shape)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

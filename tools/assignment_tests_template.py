@@ -13,25 +13,13 @@ import numpy
 import pytest
 
 import minidl
-from minidl.gradcheck import TOLERANCE, check_loss, check_module
+from minidl.gradcheck import TOLERANCE, away_from_zero, check_loss, check_module, tie_free
 
 CHECKED_NAMES = []  # make_assignment.py writes the names checkable in the copy here
 
 
 def _rng():
     return numpy.random.default_rng(7)
-
-
-def _away_from_zero(shape):
-    """Normal values pushed at least 0.1 away from 0 (ReLU's kink)."""
-    x = _rng().standard_normal(shape)
-    return x + 0.1 * numpy.sign(x)
-
-
-def _tie_free(shape):
-    """Distinct values in random order, at least 0.05 apart (max-pool ties)."""
-    size = int(numpy.prod(shape))
-    return _rng().permutation(numpy.linspace(-2.0, 2.0, size)).reshape(shape)
 
 
 def _module_check(build, *inputs):
@@ -50,7 +38,7 @@ def _loss_check(build, logits, target):
 
 def _pooled(shape):
     """(pooled values, int64 indices) of a tie-free input through MaxPool2d(2)."""
-    pooled, indices = minidl.nn.MaxPool2d(2, return_indices=True)(_tie_free(shape))
+    pooled, indices = minidl.nn.MaxPool2d(2, return_indices=True)(tie_free(shape, _rng()))
     return _rng().standard_normal(pooled.shape), indices
 
 
@@ -73,12 +61,12 @@ def _checks(name):
         return [_module_check(lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1),
                               _rng().standard_normal((2, 2, 3, 3)))]
     if name == "relu":
-        return [_module_check(nn.ReLU, _away_from_zero((2, 3, 4)))]
+        return [_module_check(nn.ReLU, away_from_zero((2, 3, 4), _rng()))]
     if name == "sigmoid":
         return [_module_check(nn.Sigmoid, 3 * _rng().standard_normal((2, 3, 4)))]
     if name == "max_pool2d":
-        return [_module_check(lambda: nn.MaxPool2d(2), _tie_free((2, 2, 6, 6))),
-                _module_check(lambda: nn.MaxPool2d(3, stride=2, padding=1), _tie_free((1, 2, 7, 5)))]
+        return [_module_check(lambda: nn.MaxPool2d(2), tie_free((2, 2, 6, 6), _rng())),
+                _module_check(lambda: nn.MaxPool2d(3, stride=2, padding=1), tie_free((1, 2, 7, 5), _rng()))]
     if name == "max_unpool2d":
         return [_module_check(lambda: nn.MaxUnpool2d(2), *_pooled((2, 2, 6, 6)))]
     if name == "upsample_bilinear":

@@ -116,7 +116,7 @@ def conv2d_backward(dy, cache):
         return dx, transposed_twin(dtwin), dbias
     x, weight, has_bias, stride, padding, dilation = cache
     xp = get_array_module(dy)
-    if has_twin(weight, stride, padding, dilation) and weight.shape[0] <= weight.shape[1]:
+    if has_twin(weight, stride, padding, dilation) and weight.shape[0] == weight.shape[1]:
         # C_out == C_in: the twin's backward unfolds dy once for both dx and dW (no col2im, one im2col)
         twin = xp.ascontiguousarray(transposed_twin(weight))
         twin_cache = (x, twin, has_bias, stride, twin_padding(weight, padding, dilation), dilation)

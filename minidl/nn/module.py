@@ -59,7 +59,7 @@ class Module:
                     self._modules if isinstance(value, Module) else
                     self._buffers if name in self._buffers else None)
         for other in (self._parameters, self._buffers, self._modules):
-            if other is not registry and (other is not self._buffers or registry is not None):
+            if other is not registry:
                 other.pop(name, None)
         if registry is not None:
             registry[name] = value  # a re-assigned name keeps its place in the order, as in PyTorch

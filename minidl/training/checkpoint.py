@@ -85,19 +85,23 @@ def _reason(error):
     return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
-def load_model_weights(model, checkpoint):
-    """Copy a checkpoint's weights into ``model``; a missing, unexpected or mis-shaped key is a ``CheckpointError``."""
+def _load_into(target, state, checkpoint, what):
+    """``target.load_state_dict(state)``; a missing, unexpected or mis-shaped key is a ``CheckpointError``.
+
+    ``what`` reads on with "not fit the model": "weights do", "optimizer state does".
+    """
     try:
-        model.load_state_dict(checkpoint["model"])
+        target.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"checkpoint {checkpoint['path']}: weights do not fit the model "
+        raise CheckpointError(f"checkpoint {checkpoint['path']}: {what} not fit the model "
                               f"({_reason(error)})") from None
+
+
+def load_model_weights(model, checkpoint):
+    """Copy a checkpoint's weights into ``model``; a key that does not fit is a ``CheckpointError``."""
+    _load_into(model, checkpoint["model"], checkpoint, "weights do")
 
 
 def load_optimizer_state(optimizer, checkpoint):
     """Restore a checkpoint's optimizer state into ``optimizer``; a key that does not fit is a ``CheckpointError``."""
-    try:
-        optimizer.load_state_dict(checkpoint["optim"])
-    except (KeyError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"checkpoint {checkpoint['path']}: optimizer state does not fit the model "
-                              f"({_reason(error)})") from None
+    _load_into(optimizer, checkpoint["optim"], checkpoint, "optimizer state does")
