@@ -140,9 +140,12 @@ def markdown_table(rows):
 def machine_summary():
     """One line naming the machine, the thread counts and the library versions."""
     import numpy
+
+    from minidl.backend import blas_core
     torch = import_torch()
     torch_text = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "torch absent"
-    return f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__}, {torch_text}"
+    blas = f"OpenBLAS kernels {blas_core()}" if blas_core() else "BLAS kernels unknown"
+    return f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__} ({blas}), {torch_text}"
 
 
 def script_main(name, run, description, argv=None):

@@ -143,3 +143,29 @@ def reuse_freed_host_memory():
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
+
+
+def blas_core():
+    """The kernel family NumPy's OpenBLAS runs (e.g. "SkylakeX", "Haswell"), or None where that cannot be asked.
+
+    Read from the loaded OpenBLAS library itself (``openblas_get_corename``, under
+    any of the prefixes and suffixes NumPy's builds give it); see minidl/_openblas.py
+    for why it matters.
+    """
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_", ""):
+            for suffix in ("64_", ""):
+                function = getattr(library, f"{prefix}openblas_get_corename{suffix}", None)
+                if function is not None:
+                    function.restype = ctypes.c_char_p
+                    return function().decode("ascii", "replace").strip()
+    return None

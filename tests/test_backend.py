@@ -1,4 +1,5 @@
 """minidl.backend: array modules, device names, moves between host and GPU, and clear errors without a GPU."""
+import os
 import subprocess
 import sys
 
@@ -112,3 +113,15 @@ def test_reuse_freed_host_memory_applies_on_glibc_and_changes_no_result():
         assert applied
     x = numpy.arange(12.0).reshape(1, 3, 2, 2)
     numpy.testing.assert_array_equal(minidl.nn.ReLU()(x - 5), numpy.maximum(x - 5, 0))
+
+
+def test_blas_core_reports_the_kernels_openblas_was_told_to_use():
+    """OPENBLAS_CORETYPE=Haswell (AVX2) makes NumPy's OpenBLAS run its Haswell kernels; blas_core() reads that back."""
+    with open("/proc/cpuinfo") if sys.platform.startswith("linux") else open(__file__) as cpuinfo:
+        has_avx2 = " avx2 " in cpuinfo.read()
+    if backend.blas_core() is None or not has_avx2:
+        pytest.skip("NumPy is not linked to a queryable OpenBLAS here, or the CPU lacks AVX2")
+    code = "from minidl.backend import blas_core; print(blas_core())"
+    environment = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
+    assert result.stdout.strip() == "Haswell"
