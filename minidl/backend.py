@@ -65,6 +65,13 @@ def samples_per_unfold(x):
     return x.shape[0] if is_gpu_array(x) else 1
 
 
+def runs_winograd(x):
+    """Whether wide 3x3 convs take the Winograd path (minidl.functional.winograd) for ``x``'s device: on the
+    CPU, where its 2.25x fewer multiplies pay for the transforms' memory traffic; not on a GPU, where
+    cuBLAS's GEMMs are cheap and the transforms would add launches."""
+    return not is_gpu_array(x)
+
+
 def gpu_available():
     """Whether CuPy is importable and sees at least one CUDA device."""
     cupy = cupy_or_none()

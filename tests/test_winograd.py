@@ -1,0 +1,110 @@
+"""Winograd F(2x2, 3x3): equal to the im2col convolution, finite differences, PyTorch parity, when it is chosen."""
+import numpy
+import pytest
+
+from minidl.functional import winograd
+from minidl.functional.conv import conv2d_backward, conv2d_forward, correlate
+from minidl.gradcheck import TOLERANCE, check_module
+from minidl.nn import Conv2d
+
+from helpers import assert_close
+from test_conv import assert_parity
+
+# (batch, C_in, C_out, (H, W), padding): odd and even sizes, every padding 0..3 and asymmetric ones
+GEOMETRIES = [
+    (2, 3, 4, (7, 9), (1, 1)),
+    (2, 5, 3, (8, 8), (0, 0)),
+    (1, 2, 3, (6, 5), (2, 2)),
+    (3, 4, 2, (9, 4), (1, 0)),
+    (2, 3, 2, (5, 5), (3, 1)),
+    (3, 2, 2, (3, 3), (1, 1)),
+    (1, 1, 1, (3, 4), (0, 1)),
+]
+WIDE = 80  # C*O = 6400 = 40 (C + O): the narrowest equal-width conv winograd_pays accepts
+
+
+def direct_conv(x, weight, bias, padding, grid):
+    """The plain im2col convolution (no Winograd, no twin), for comparison."""
+    return correlate(x, weight, (1, 1), padding, (1, 1), grid) + bias.reshape(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30], ids=["one sample per chunk", "whole batch"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_winograd_equals_the_im2col_convolution(geometry, chunk_bytes, rng, monkeypatch):
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+    n, c, o, (h, w), padding = geometry
+    x, weight, bias = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
+    grid = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    y, cache = winograd.winograd_forward(x, weight, bias, padding, grid)
+    assert_close(y, direct_conv(x, weight, bias, padding, grid), rtol=1e-12, atol=1e-12, name="output")
+    dy = rng.standard_normal(y.shape)
+    monkeypatch.setattr(winograd, "MIN_CHANNEL_RATIO", 10 ** 9)  # the reference below must not take this path
+    _, reference_cache = conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1), grid)
+    assert reference_cache[0] != "winograd"
+    expected = conv2d_backward(dy, reference_cache)
+    for name, actual, wanted in zip(("dx", "dweight", "dbias"), winograd.winograd_backward(dy, cache), expected):
+        assert actual.dtype == x.dtype
+        assert_close(actual, wanted, rtol=1e-12, atol=1e-12, name=name)
+
+
+def test_the_transforms_compute_one_tile_as_lavin_and_gray_write_it(rng):
+    """y = A^T [(G g G^T) * (B^T d B)] A on one 4x4 tile equals the 2x2 valid correlation of d with g."""
+    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    y = winograd.A_T @ ((winograd.G @ g @ winograd.G.T) * (winograd.B_T @ d @ winograd.B_T.T)) @ winograd.A_T.T
+    expected = [[numpy.sum(d[i:i + 3, j:j + 3] * g) for j in range(2)] for i in range(2)]
+    assert_close(y, numpy.array(expected), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_wide_conv2d_finite_differences(bias, rng):
+    module = Conv2d(WIDE, WIDE, 3, padding=1, bias=bias)
+    _, cache = conv2d_forward(rng.standard_normal((2, WIDE, 5, 7)), module.weight.data, None, (1, 1), (1, 1), (1, 1),
+                              (5, 7))
+    assert cache[0] == "winograd"
+    errors = check_module(module, rng.standard_normal((2, WIDE, 5, 7)), max_elements=200)
+    assert set(errors) == {"input", "weight"} | ({"bias"} if bias else set())
+    assert max(errors.values()) < TOLERANCE, errors
+
+
+@pytest.mark.parametrize("dtype,rtol,size", [(numpy.float64, 1e-10, (6, 9)), (numpy.float32, 1e-4, (28, 28))])
+def test_wide_conv2d_matches_pytorch(dtype, rtol, size, torch, rng):
+    module = Conv2d(WIDE, 2 * WIDE, 3, padding=1)
+    if dtype == numpy.float64:
+        module.double()
+    assert winograd.winograd_pays(module.weight.data, module.stride, module.dilation)
+    assert_parity(torch, module, rng.standard_normal((2, WIDE) + size).astype(dtype), rtol=rtol)
+
+
+@pytest.mark.parametrize("shape,stride,dilation,expected", [
+    ((128, 64, 3, 3), (1, 1), (1, 1), True),     # 64 -> 128: 8192 >= 40 * 192
+    ((80, 80, 3, 3), (1, 1), (1, 1), True),
+    ((512, 512, 3, 3), (1, 1), (1, 1), True),
+    ((64, 64, 3, 3), (1, 1), (1, 1), False),     # too narrow: the transforms cost more than they save
+    ((64, 128, 3, 3), (1, 1), (1, 1), False),    # C_out < C_in: the transposed twin is cheaper
+    ((256, 256, 3, 3), (2, 2), (1, 1), False),   # stride 2
+    ((256, 256, 3, 3), (1, 1), (2, 2), False),   # dilated
+    ((256, 256, 5, 5), (1, 1), (1, 1), False),   # not 3x3
+    ((256, 256, 3, 1), (1, 1), (1, 1), False),
+])
+def test_winograd_is_chosen_for_wide_3x3_stride_1_convs_only(shape, stride, dilation, expected):
+    assert winograd.winograd_pays(numpy.zeros(shape), stride, dilation) is expected
+
+
+def test_a_wide_conv_layer_runs_by_winograd_and_keeps_its_results(rng, monkeypatch):
+    """Conv2d(128, 128) takes the Winograd path; forcing the im2col path gives the same output and gradients."""
+    module = Conv2d(128, 128, 3, padding=1).double()
+    x, dy = rng.standard_normal((2, 128, 6, 8)), rng.standard_normal((2, 128, 6, 8))
+    y = module(x)
+    assert module.cache[0][0] == "winograd"
+    module.zero_grad()
+    dx = module.backward(dy)
+    grads = {name: p.grad.copy() for name, p in module.named_parameters()}
+    monkeypatch.setattr(winograd, "MIN_CHANNEL_RATIO", 10 ** 9)
+    plain = Conv2d(128, 128, 3, padding=1).double()
+    plain.load_state_dict(module.state_dict())
+    assert_close(plain(x), y, rtol=1e-12, atol=1e-12, name="output")
+    assert plain.cache[0][0] != "winograd"
+    plain.zero_grad()
+    assert_close(plain.backward(dy), dx, rtol=1e-12, atol=1e-12, name="dx")
+    for name, parameter in plain.named_parameters():
+        assert_close(parameter.grad, grads[name], rtol=1e-12, atol=1e-12, name=name)
