@@ -121,16 +121,20 @@ def _rows_product(operator, x):
 
 
 def _columns_product(x, operator):
-    """x (B, R, Q), A (P, Q) with its blocks -> (B, R, P): x[b] @ A^T for every b, block by block."""
+    """x (B, R, Q), A (P, Q) with its blocks -> (B, R, P): x[b] @ A^T for every b, block by block.
+
+    The planes are stacked into one (B*R, Q) matrix, so each block is one tall GEMM.
+    """
     matrix, blocks = operator
     xp = get_array_module(x)
-    out = xp.empty((x.shape[0], x.shape[1], matrix.shape[0]), dtype=x.dtype)
+    rows = x.reshape(-1, x.shape[2])
+    out = xp.empty((rows.shape[0], matrix.shape[0]), dtype=x.dtype)
     for start, stop, first, end in blocks:
         if end > first:
-            xp.matmul(x[:, :, first:end], matrix[start:stop, first:end].T, out=out[:, :, start:stop])
+            xp.matmul(rows[:, first:end], matrix[start:stop, first:end].T, out=out[:, start:stop])
         else:
-            out[:, :, start:stop] = 0
-    return out
+            out[:, start:stop] = 0
+    return out.reshape(x.shape[0], x.shape[1], matrix.shape[0])
 
 
 def resize_planes(x, rows, columns):

@@ -89,7 +89,7 @@ def tile_grid(output_hw):
     return (output_hw[0] + 1) // 2, (output_hw[1] + 1) // 2
 
 
-def sample_chunks(n, bytes_per_sample):
+def chunks_within_budget(n, bytes_per_sample):
     """Slices of the batch transformed together: as many samples as fit CHUNK_BYTES per buffer (at least one)."""
     step = max(1, CHUNK_BYTES // max(1, bytes_per_sample))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
@@ -138,7 +138,7 @@ def winograd_forward(x, weight, bias, padding, grid):
     th, tw = tile_grid(grid)
     y = xp.empty((n, out_channels) + tuple(grid), dtype=x.dtype)
     y[...] = 0 if bias is None else bias.reshape(1, -1, 1, 1)
-    for chunk in sample_chunks(n, 16 * max(x.shape[1], out_channels) * th * tw * x.itemsize):
+    for chunk in chunks_within_budget(n, 16 * max(x.shape[1], out_channels) * th * tw * x.itemsize):
         size = chunk.stop - chunk.start
         v = input_transform(x[chunk], padding, (th, tw), "winograd.v")
         m = workspace.take("winograd.m", (16, out_channels, size * th * tw), x.dtype, x)
@@ -161,7 +161,7 @@ def winograd_backward(dy, cache):
     th, tw = tile_grid(dy.shape[2:])
     dx = xp.zeros(x.shape, dtype=x.dtype)
     du = xp.zeros((16, out_channels, in_channels), dtype=x.dtype)
-    for chunk in sample_chunks(n, 16 * max(in_channels, out_channels) * th * tw * x.itemsize):
+    for chunk in chunks_within_budget(n, 16 * max(in_channels, out_channels) * th * tw * x.itemsize):
         size = chunk.stop - chunk.start
         dtiles = workspace.take("winograd.tiles", (4, out_channels * size * th * tw), dy.dtype, dy)
         im2col(dy[chunk], (2, 2), (2, 2), (0, 0), (1, 1), grid=(th, tw),
