@@ -51,7 +51,7 @@ TRANSFORMS = {"input": numpy.kron(B_T, B_T)[:, TILE_ORDER],   # (16, 16): d (win
               "kernel": numpy.kron(G, G),                      # (16, 9):  g -> U
               "output": numpy.kron(A_T, A_T)}                  # (4, 16):  M -> Y
 MIN_CHANNEL_RATIO = 40
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 16 << 20
 _cast_transforms = {}
 
 
