@@ -144,7 +144,8 @@ def machine_summary():
     from minidl.backend import blas_core
     torch = import_torch()
     torch_text = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "torch absent"
-    blas = f"OpenBLAS kernels {blas_core()}" if blas_core() else "BLAS kernels unknown"
+    core = blas_core()
+    blas = f"OpenBLAS kernels {core}" if core else "BLAS kernels unknown"
     return f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__} ({blas}), {torch_text}"
 
 
