@@ -78,14 +78,19 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
     from a generator spawned from ``seed``, so it never repeats inputs drawn with it. ``max_elements`` checks a
     random sample of that many entries per tensor (for large models).
     Tensors are named ``input`` (``input0``, ``input1``... with several) and
-    by their parameter names.
+    by their parameter names. Every forward call gets fresh copies of the
+    checked inputs, so in-place modules (``ReLU(inplace=True)``) check too.
     """
     rng = numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(1)[0])
     module.double()
     inputs = list(inputs) if isinstance(inputs, tuple) else [inputs]
     for position in wrt:
         inputs[position] = numpy.array(inputs[position], dtype=numpy.float64)
-    output = primary_output(module(*inputs))
+
+    def forward():
+        return primary_output(module(*[numpy.array(value) if k in wrt else value for k, value in enumerate(inputs)]))
+
+    output = forward()
     upstream = rng.standard_normal(output.shape)
     module.zero_grad()
     input_gradients = module.backward(upstream)
@@ -94,7 +99,7 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
 
     def scalar():
         with no_grad():
-            return float(numpy.sum(primary_output(module(*inputs)) * upstream))
+            return float(numpy.sum(forward() * upstream))
 
     tensors = []
     for k, position in enumerate(wrt):

@@ -4,6 +4,8 @@ import warnings
 import numpy
 import pytest
 
+import minidl
+import models
 from minidl.gradcheck import TOLERANCE, check_module
 from minidl.nn import ReLU, Sigmoid
 
@@ -12,9 +14,10 @@ from helpers import assert_close, away_from_zero
 SHAPES = [(7,), (2, 3, 5, 4), (1, 2, 3, 2, 2)]
 
 
+@pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_relu_finite_differences(shape, rng):
-    errors = check_module(ReLU(), away_from_zero(shape, rng))
+def test_relu_finite_differences(shape, inplace, rng):
+    errors = check_module(ReLU(inplace=inplace), away_from_zero(shape, rng))
     assert list(errors) == ["input"] and errors["input"] < TOLERANCE
 
 
@@ -24,7 +27,8 @@ def test_sigmoid_finite_differences(shape, rng):
     assert list(errors) == ["input"] and errors["input"] < TOLERANCE
 
 
-@pytest.mark.parametrize("layer, torch_name", [(ReLU, "relu"), (Sigmoid, "sigmoid")])
+@pytest.mark.parametrize("layer, torch_name", [(ReLU, "relu"), (lambda: ReLU(inplace=True), "relu"),
+                                               (Sigmoid, "sigmoid")])
 @pytest.mark.parametrize("dtype, rtol", [(numpy.float64, 1e-12), (numpy.float32, 1e-6)])
 def test_matches_pytorch(layer, torch_name, dtype, rtol, torch, rng):
     x = (4 * rng.standard_normal((2, 3, 5, 4))).astype(dtype)
@@ -34,7 +38,7 @@ def test_matches_pytorch(layer, torch_name, dtype, rtol, torch, rng):
     y_torch = getattr(torch, torch_name)(x_torch)
     y_torch.backward(torch.tensor(upstream))
     module = layer()
-    y = module(x)
+    y = module(x.copy())
     dx = module.backward(upstream)
     assert y.dtype == dtype and dx.dtype == dtype
     assert_close(y, y_torch.detach().numpy(), rtol, atol=rtol, name="output")
@@ -71,3 +75,37 @@ def test_relu_does_not_modify_its_input_or_upstream_gradient(rng):
     module.backward(upstream)
     numpy.testing.assert_array_equal(x, x_copy)
     numpy.testing.assert_array_equal(upstream, upstream_copy)
+
+
+def test_inplace_relu_writes_over_its_input_and_keeps_no_mask(rng):
+    x = rng.standard_normal((3, 4, 5))
+    x.flat[:2] = 0
+    expected_y, upstream = numpy.maximum(x, 0), rng.standard_normal(x.shape)
+    module = ReLU(inplace=True)
+    y = module(x)
+    assert y is x
+    numpy.testing.assert_array_equal(x, expected_y)
+    inplace, kept = module.cache[0]
+    assert inplace and kept is y  # the output itself, not a separate mask
+    numpy.testing.assert_array_equal(module.backward(upstream), upstream * (expected_y > 0))
+    assert repr(module) == "ReLU(inplace=True)" and repr(ReLU()) == "ReLU()"
+
+
+def test_inplace_and_plain_relu_agree_inside_a_model_step(rng):
+    x = rng.standard_normal((2, 1, 32, 32))
+    upstream = rng.standard_normal((2, 1, 32, 32))
+    results = []
+    for inplace in (True, False):
+        minidl.manual_seed(0)
+        model = models.SegNetSmall(init_features=4).double()
+        for module in model.modules():
+            if isinstance(module, ReLU):
+                module.inplace = inplace
+        logits = model(x.copy())
+        dx = model.backward(upstream)
+        results.append((logits, dx, [p.grad.copy() for p in model.parameters()]))
+    (logits_a, dx_a, grads_a), (logits_b, dx_b, grads_b) = results
+    numpy.testing.assert_array_equal(logits_a, logits_b)
+    numpy.testing.assert_array_equal(dx_a, dx_b)
+    for grad_a, grad_b in zip(grads_a, grads_b):
+        numpy.testing.assert_array_equal(grad_a, grad_b)

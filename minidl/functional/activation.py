@@ -12,6 +12,17 @@ def relu_backward(dy, mask):
     return dy * mask
 
 
+def relu_forward_inplace(x):
+    """y = max(x, 0) written over x (no new array); the cache is y itself, as y > 0 exactly where x > 0."""
+    y = get_array_module(x).maximum(x, 0, out=x)
+    return y, y
+
+
+def relu_backward_inplace(dy, y):
+    """dx = dy * [y > 0], the same mask read from the output."""
+    return dy * (y > 0)
+
+
 def sigmoid(x):
     """1 / (1 + exp(-x)), evaluated without overflow for any x (exp of -|x| only)."""
     xp = get_array_module(x)
