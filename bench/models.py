@@ -6,15 +6,17 @@
 float32 on the CPU, the same loss (BCE-with-logits mean + soft Dice, smooth 1) and SGD (lr 0.01) on both
 sides; the PyTorch networks are the tests' equivalents (``tests/torch_models.py``). All minidl timings
 are taken first, then all PyTorch timings; ``ratio`` is minidl's median step time over PyTorch's (lower
-is better). Memory: one step in a fresh process per side, its peak RSS and how far the step raised it
-above the resident size before it.
+is better). ``GFLOP`` counts the step's convolutions only (forward, input and weight gradients, as
+direct convolution: 2 x multiply-adds; the first layer needs no input gradient), so GFLOP/s is the
+rate both sides sustain on the step's main work. Memory: one step in a fresh process per side, its
+peak RSS and how far the step raised it above the resident size before it.
 """
 import importlib.util
 import os
 
 import numpy
 
-from bench.common import REPOSITORY, import_torch, median_ms, peak_rss_mib, script_main
+from bench.common import REPOSITORY, gflops, import_torch, median_ms, peak_rss_mib, script_main
 
 CASES = [("SegNetSmall", [8, 1, 128, 192]), ("FCN", [2, 3, 224, 224])]
 QUICK_CASES = [("SegNetSmall", [2, 1, 32, 32]), ("FCN", [1, 3, 32, 32])]
@@ -29,11 +31,40 @@ def _batch(shape):
     return x, target
 
 
+def build_model(model_name):
+    """The minidl network benchmarked as ``model_name``."""
+    import models
+    return models.SegNetSmall() if model_name == "SegNetSmall" else models.FCN(in_channels=3, num_classes=1)
+
+
+def step_conv_flop(model_name, shape):
+    """FLOP of one training step's convolutions on a batch of ``shape``: 3x the forward's, less the first
+    layer's input gradient. A conv's forward is 2 * N * (weight size) * (output pixels), a transposed
+    conv's 2 * N * (weight size) * (input pixels)."""
+    import minidl
+    from minidl.nn import Conv2d, ConvTranspose2d
+    from minidl.nn.module import add_call_observer, remove_call_observer
+    forward_flop = []
+
+    def count(module, inputs, output):
+        if isinstance(module, (Conv2d, ConvTranspose2d)):
+            grid = output.shape[2:] if isinstance(module, Conv2d) else inputs[0].shape[2:]
+            forward_flop.append(2 * output.shape[0] * module.weight.size * grid[0] * grid[1])
+
+    model = build_model(model_name)
+    add_call_observer(count)
+    try:
+        with minidl.no_grad():
+            model(numpy.zeros(shape, dtype=numpy.float32))
+    finally:
+        remove_call_observer(count)
+    return 3 * sum(forward_flop) - forward_flop[0]
+
+
 def minidl_step(model_name, shape):
     """A callable running one minidl training step of ``model_name`` on a batch of ``shape``."""
     import minidl
-    import models
-    model = models.SegNetSmall() if model_name == "SegNetSmall" else models.FCN(in_channels=3, num_classes=1)
+    model = build_model(model_name)
     loss = minidl.losses.BCEDiceLoss()
     optimizer = minidl.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     x, target = _batch(shape)
@@ -79,7 +110,8 @@ def torch_step(model_name, shape):
 
 
 def run(quick=False):
-    """Rows: model, input, median step ms on each side, their ratio, and each side's peak / step MiB."""
+    """Rows: model, input, the step's conv GFLOP, median step ms and GFLOP/s on each side, their ratio, and
+    each side's peak / step MiB."""
     cases = QUICK_CASES if quick else CASES
     repeats = {"SegNetSmall": 5, "FCN": 3}
     ours = [median_ms(minidl_step(name, shape), warmup=1, repeats=repeats[name], quick=quick)
@@ -92,8 +124,10 @@ def run(quick=False):
         minidl_peak, minidl_step_mib = peak_rss_mib("bench.models:minidl_step", name, shape)
         torch_peak, torch_step_mib = (peak_rss_mib("bench.models:torch_step", name, shape) if torch
                                       else (float("nan"), float("nan")))
-        rows.append({"model": name, "input": "x".join(map(str, shape)), "minidl ms": minidl_ms,
-                     "torch ms": torch_ms, "ratio": minidl_ms / torch_ms,
+        flop = step_conv_flop(name, shape)
+        rows.append({"model": name, "input": "x".join(map(str, shape)), "GFLOP": flop / 1e9, "minidl ms": minidl_ms,
+                     "torch ms": torch_ms, "minidl GFLOP/s": gflops(flop, minidl_ms),
+                     "torch GFLOP/s": gflops(flop, torch_ms), "ratio": minidl_ms / torch_ms,
                      "minidl peak MiB": minidl_peak, "torch peak MiB": torch_peak,
                      "minidl step MiB": minidl_step_mib, "torch step MiB": torch_step_mib})
     return rows

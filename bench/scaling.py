@@ -8,8 +8,8 @@ so ``x of first`` at 512 should be within 10% of 16. Same step as ``bench.models
 (forward, BCE+Dice, backward, SGD); all minidl timings first, then all PyTorch timings.
 """
 
-from bench.common import import_torch, median_ms, script_main
-from bench.models import minidl_step, torch_step
+from bench.common import gflops, import_torch, median_ms, script_main
+from bench.models import minidl_step, step_conv_flop, torch_step
 
 SIZES = [128, 256, 512]
 QUICK_SIZES = [32, 64, 128]
@@ -17,7 +17,7 @@ BATCH = 2
 
 
 def run(quick=False):
-    """Rows: size, median step ms of each side, and each side's time relative to the smallest size."""
+    """Rows: size, median step ms and conv GFLOP/s of each side, and each side's time relative to the smallest."""
     sizes = QUICK_SIZES if quick else SIZES
     shapes = [[BATCH, 1, size, size] for size in sizes]
     ours = [median_ms(minidl_step("SegNetSmall", shape), warmup=1, repeats=5, quick=quick) for shape in shapes]
@@ -25,10 +25,12 @@ def run(quick=False):
     theirs = [median_ms(torch_step("SegNetSmall", shape), warmup=1, repeats=5, quick=quick) if torch
               else float("nan") for shape in shapes]
     rows = []
-    for size, minidl_ms, torch_ms in zip(sizes, ours, theirs):
+    for size, shape, minidl_ms, torch_ms in zip(sizes, shapes, ours, theirs):
+        flop = step_conv_flop("SegNetSmall", shape)
         rows.append({"input": f"{BATCH}x1x{size}x{size}", "pixels x": (size / sizes[0]) ** 2,
                      "minidl ms": minidl_ms, "minidl x of first": minidl_ms / ours[0],
                      "torch ms": torch_ms, "torch x of first": torch_ms / theirs[0],
+                     "minidl GFLOP/s": gflops(flop, minidl_ms), "torch GFLOP/s": gflops(flop, torch_ms),
                      "ratio": minidl_ms / torch_ms})
     return rows
 
