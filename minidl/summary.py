@@ -21,7 +21,8 @@ def _model_dtype_and_device(model):
 def _record_leaf_calls(model, x):
     """Run ``model(x)`` in eval mode under ``no_grad``; return [(layer type, output shape, own params)] per leaf call.
 
-    Eval mode keeps BatchNorm's running statistics untouched; each module's mode is restored afterwards.
+    Eval mode keeps BatchNorm's running statistics untouched; each module's mode and the cache a
+    pending backward needs are restored afterwards, so a summary between forward and backward is harmless.
     """
     rows = []
 
@@ -30,7 +31,7 @@ def _record_leaf_calls(model, x):
             own_parameters = sum(p.size for p in module.parameters(recurse=False))
             rows.append((type(module).__name__, tuple(primary_output(output).shape), own_parameters))
 
-    modes = [(module, module.training) for module in model.modules()]
+    modes = [(module, module.training, module.cache) for module in model.modules()]
     model.eval()
     add_call_observer(observe)
     try:
@@ -38,8 +39,9 @@ def _record_leaf_calls(model, x):
             model(x)
     finally:
         remove_call_observer(observe)
-        for module, training in modes:
+        for module, training, cache in modes:
             object.__setattr__(module, "training", training)
+            object.__setattr__(module, "cache", cache)
     return rows
 
 

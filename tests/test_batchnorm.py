@@ -140,3 +140,13 @@ def test_functional_backward_returns_the_bias_gradient_without_a_weight():
     _, dweight, dbias = batch_norm2d_backward(dy, cache)
     assert dweight is None
     numpy.testing.assert_allclose(dbias, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_empty_batch_in_eval_mode_passes_through_and_training_refuses_it():
+    layer = minidl.nn.BatchNorm2d(2).eval()
+    y = layer(numpy.zeros((0, 2, 6, 6), numpy.float32))
+    assert y.shape == (0, 2, 6, 6)
+    assert layer.backward(y).shape == (0, 2, 6, 6)
+    numpy.testing.assert_array_equal(layer.weight.grad, [0, 0])
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected more than 1 value per channel .* \(0, 2, 6, 6\)"):
+        minidl.nn.BatchNorm2d(2)(numpy.zeros((0, 2, 6, 6), numpy.float32))

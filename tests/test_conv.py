@@ -203,6 +203,14 @@ def test_bad_constructor_arguments(arguments, text):
         Conv2d(*arguments)
 
 
+@pytest.mark.parametrize("layer", [Conv2d, ConvTranspose2d])
+def test_a_non_boolean_bias_is_refused_as_a_misplaced_groups_argument(layer):
+    # PyTorch's Conv2d(4, 4, 3, 1, 1, 1, 2) means groups=2; here the seventh argument is bias
+    with pytest.raises(TypeError, match=rf"{layer.__name__}: bias must be True or False, got 2 \(groups is not"):
+        layer(4, 4, 3, bias=2)
+    assert layer(4, 4, 3, bias=False).bias is None and layer(4, 4, 3, bias=1).bias.shape == (4,)
+
+
 # Stride-1 convs with fewer output than input channels run as their transposed twin (see conv2d_forward).
 # (kernel, padding, dilation, bias, batch, (H, W), expected form)
 TWIN_CONFIGS = [

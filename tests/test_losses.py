@@ -158,6 +158,20 @@ def test_cross_entropy_matches_torch(torch, rng, dtype, reduction, with_weight):
     assert_matches(gradient, expected[1], dtype, "gradient")
 
 
+def test_class_weights_may_be_lists_or_torch_tensors(torch, rng):
+    logits, target = rng.standard_normal(SHAPE), class_targets(rng, ignored=0)
+    weight = [0.5, 2.0, 1.25]
+    values = [losses.CrossEntropyLoss(given)(logits, target)
+              for given in (numpy.array(weight), weight, torch.tensor(weight))]
+    assert values[0] == values[1] == values[2]
+    pos_weights = [numpy.array(weight)[:, None, None], torch.tensor(weight)[:, None, None]]
+    probabilities = rng.uniform(0, 1, SHAPE)
+    values = [losses.BCEWithLogitsLoss(pos_weight=given)(logits, probabilities) for given in pos_weights]
+    assert values[0] == values[1]
+    with pytest.raises(TypeError, match=r"CrossEntropyLoss: weight must be real numbers, got dtype <U1"):
+        losses.CrossEntropyLoss(numpy.array(["a", "b", "c"]))
+
+
 def test_cross_entropy_two_dimensional_logits_match_torch(torch, rng):
     logits, target = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
     expected = torch_value_and_gradient(

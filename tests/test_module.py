@@ -1,5 +1,6 @@
 """The Module contract: registration, names, modes, gradients, dtype casts, no_grad, caches, Sequential."""
 import re
+from collections import OrderedDict
 
 import numpy
 import pytest
@@ -206,6 +207,15 @@ def test_sequential_chains_forward_and_backward(rng):
     assert max(errors.values()) < TOLERANCE, errors
 
 
+def test_sequential_names_like_pytorch_when_sliced_or_built_from_an_ordered_dict(torch):
+    ours = Sequential(Conv2d(1, 2, 3), ReLU(), Conv2d(2, 3, 1))
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Conv2d(2, 3, 1))
+    assert list(ours[1:].state_dict()) == list(theirs[1:].state_dict()) == ["2.weight", "2.bias"]
+    named = Sequential(OrderedDict([("features", Conv2d(1, 2, 3)), ("act", ReLU())]))
+    assert list(named.state_dict()) == ["features.weight", "features.bias"]
+    assert [name for name, _ in named.named_children()] == ["features", "act"]
+
+
 def test_sequential_refuses_non_modules():
     with pytest.raises(TypeError, match="Sequential: argument 1 is a function, not a Module"):
         Sequential(ReLU(), lambda x: x)
@@ -251,3 +261,19 @@ def test_backward_refuses_an_upstream_gradient_of_another_dtype():
     with pytest.raises(TypeError, match="Conv2d.backward: upstream gradient has dtype float64, the forward output "
                                         "had dtype float32"):
         layer.backward(numpy.ones(y.shape))
+
+
+@pytest.mark.parametrize("make_layer, channels", [
+    (lambda: Conv2d(3, 4, 3, padding=1), 3), (lambda: Conv2d(4, 2, 3, padding=1), 4),
+    (lambda: Conv2d(128, 128, 3, padding=1), 128), (lambda: ConvTranspose2d(3, 2, 3, stride=2), 3),
+    (lambda: ReLU(), 3), (lambda: ReLU(inplace=True), 3), (lambda: Sigmoid(), 3),
+    (lambda: minidl.nn.MaxPool2d(2), 3), (lambda: minidl.nn.Upsample(scale_factor=2, mode="bilinear"), 3),
+    (lambda: minidl.nn.Upsample(scale_factor=2), 3), (lambda: minidl.nn.BatchNorm2d(3).eval(), 3)])
+def test_an_empty_batch_passes_through_forward_and_backward(make_layer, channels):
+    layer = make_layer()
+    y = layer(numpy.zeros((0, channels, 6, 6), numpy.float32))
+    assert y.shape[0] == 0 and y.dtype == numpy.float32
+    dx = layer.backward(numpy.zeros(y.shape, numpy.float32))
+    assert dx.shape == (0, channels, 6, 6) and dx.dtype == numpy.float32
+    for parameter in layer.parameters():
+        numpy.testing.assert_array_equal(parameter.grad, 0)

@@ -211,3 +211,13 @@ def test_max_unpool_rejects_bad_indices_and_sizes(rng):
         unpool(x[0], indices[0])
     with pytest.raises(TypeError, match="floating"):
         unpool(x.astype(numpy.int64), indices)
+
+
+def test_empty_batch_passes_through_pool_and_unpool():
+    pool, unpool = minidl.nn.MaxPool2d(2, return_indices=True), minidl.nn.MaxUnpool2d(2)
+    y, indices = pool(numpy.zeros((0, 2, 6, 6), numpy.float32))
+    assert y.shape == indices.shape == (0, 2, 3, 3) and indices.dtype == numpy.int64
+    z = unpool(y, indices, output_size=(6, 6))
+    assert z.shape == (0, 2, 6, 6) and z.dtype == numpy.float32
+    assert unpool.backward(z).shape == (0, 2, 3, 3)
+    assert pool.backward(y).shape == (0, 2, 6, 6)

@@ -111,3 +111,17 @@ def test_summary_leaves_batchnorm_statistics_modes_and_caches_alone():
     assert model.training and model.enc1.convs[0].bn.training
     assert not model.enc2.convs[0].bn.training
     assert all(module.cache is None for module in model.modules())
+
+
+def test_summary_between_forward_and_backward_leaves_the_backward_intact(rng):
+    model = models.SegNetSmall(init_features=4).double()
+    x, upstream = rng.standard_normal((2, 1, 16, 16)), rng.standard_normal((2, 1, 16, 16))
+    model(x)
+    expected_dx = model.backward(upstream)
+    expected_grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x)
+    minidl.summary(model, (1, 32, 32), file=io.StringIO())
+    numpy.testing.assert_array_equal(model.backward(upstream), expected_dx)
+    for parameter, expected in zip(model.parameters(), expected_grads):
+        numpy.testing.assert_array_equal(parameter.grad, expected)

@@ -18,14 +18,14 @@ def _per_channel(vector):
 
 def channel_sum(x):
     """(N, C, H, W) -> (C,): pairwise sums along each contiguous H*W plane, then over N."""
-    n, c = x.shape[:2]
-    return x.reshape(n, c, -1).sum(axis=2).sum(axis=0)
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h * w).sum(axis=2).sum(axis=0)
 
 
 def channel_dot(a, b):
     """(N, C, H, W) twice -> (C,): sum over n, h, w of a * b, one BLAS dot per plane (no temporary)."""
-    n, c = a.shape[:2]
-    return (a.reshape(n, c, 1, -1) @ b.reshape(n, c, -1, 1)).sum(axis=(0, 2, 3))
+    n, c, h, w = a.shape
+    return (a.reshape(n, c, 1, h * w) @ b.reshape(n, c, h * w, 1)).sum(axis=(0, 2, 3))
 
 
 def batch_statistics(x):

@@ -15,6 +15,8 @@ only -inf at its first cell inside the input: PyTorch's choices.
 On the GPU these run as the CUDA kernels of ``minidl.kernels``: pooling one
 thread per output, unpooling a scatter, each backward a gather.
 """
+import math
+
 import numpy
 
 from ..backend import device_kernels, get_array_module
@@ -27,7 +29,7 @@ def flat_plane_indices(indices, plane_size):
     xp = get_array_module(indices)
     n, c = indices.shape[:2]
     plane_starts = xp.arange(n * c, dtype=xp.int64) * plane_size
-    return indices.reshape(n * c, -1) + plane_starts[:, None]
+    return indices.reshape(n * c, math.prod(indices.shape[2:])) + plane_starts[:, None]
 
 
 def scatter_to_planes(values, indices, plane_hw):

@@ -5,6 +5,8 @@ cache (unless inside ``minidl.no_grad()``) and returns a Python float (an
 array for reduction ``"none"``); ``loss.backward(upstream=None)`` runs the
 functional backward once and returns d value / d logits.
 """
+import numpy
+
 from ..backend import check_same_device, get_array_module
 from ..functional.checks import check_float_array, shape_text
 from ..grad_mode import is_grad_enabled
@@ -84,6 +86,21 @@ def check_unit_interval(loss, array, name="target"):
     if not (0 <= low and high <= 1):
         raise ValueError(f"{loss}: {name} values must lie in [0, 1], found values in [{low:g}, {high:g}] "
                          f"({name} of shape {shape_text(array)})")
+
+
+def real_weights(loss, name, value):
+    """A loss's weight argument (array, number, list or torch tensor) as an array of real numbers.
+
+    Arrays (NumPy or CuPy) are kept as they are; anything else becomes a float64 NumPy array.
+    A non-real dtype is a TypeError naming the loss and the argument.
+    """
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if not hasattr(value, "dtype"):
+        value = numpy.asarray(value, dtype=numpy.float64)
+    if value.dtype.kind not in "iuf":
+        raise TypeError(f"{loss}: {name} must be real numbers, got dtype {value.dtype}")
+    return value
 
 
 def as_logits_dtype(target, logits):

@@ -9,7 +9,7 @@ import numpy
 
 from ..backend import device_of, get_array_module, to_device
 from ..functional.activation import sigmoid
-from .base import (Loss, as_logits_dtype, check_logits_and_target, check_unit_interval, reduce_losses,
+from .base import (Loss, as_logits_dtype, check_logits_and_target, check_unit_interval, real_weights, reduce_losses,
                    upstream_gradient)
 
 
@@ -53,14 +53,7 @@ class BCEWithLogitsLoss(Loss):
 
     def __init__(self, reduction="mean", pos_weight=None):
         super().__init__(reduction)
-        if pos_weight is not None:
-            if hasattr(pos_weight, "detach"):  # a torch tensor
-                pos_weight = pos_weight.detach().cpu().numpy()
-            if not hasattr(pos_weight, "dtype"):
-                pos_weight = numpy.asarray(pos_weight, dtype=numpy.float64)
-            if pos_weight.dtype.kind not in "iuf":
-                raise TypeError(f"BCEWithLogitsLoss: pos_weight must be real numbers, got dtype {pos_weight.dtype}")
-        self.pos_weight = pos_weight
+        self.pos_weight = None if pos_weight is None else real_weights("BCEWithLogitsLoss", "pos_weight", pos_weight)
 
     def forward_function(self, logits, target):
         check_logits_and_target("BCEWithLogitsLoss", logits, target)

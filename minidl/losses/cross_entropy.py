@@ -5,11 +5,9 @@ For logits x (N, C, ...) and integer targets t (N, ...), per position:
     l = -w[t] log p_t            (w = 1 without class weights; 0 where t == ignore_index)
 "mean" divides the summed losses by the summed weights w[t] of the kept targets, as PyTorch.
 """
-import numpy
-
 from ..backend import check_same_device, device_of, get_array_module, to_device
 from ..functional.checks import check_float_array, shape_text
-from .base import Loss, as_logits_dtype, upstream_gradient
+from .base import Loss, as_logits_dtype, real_weights, upstream_gradient
 
 
 def _class_axis_shape(logits):
@@ -67,11 +65,10 @@ class CrossEntropyLoss(Loss):
     def __init__(self, weight=None, reduction="mean", ignore_index=-100):
         super().__init__(reduction)
         if weight is not None:
-            if not hasattr(weight, "dtype"):
-                weight = numpy.asarray(weight, dtype=numpy.float64)
-            if weight.dtype.kind not in "iuf" or weight.ndim != 1:
-                raise ValueError(f"CrossEntropyLoss: weight must be a real array of shape (C,), got dtype "
-                                 f"{weight.dtype} and shape {shape_text(weight)}")
+            weight = real_weights("CrossEntropyLoss", "weight", weight)
+            if weight.ndim != 1:
+                raise ValueError(f"CrossEntropyLoss: weight must be a real array of shape (C,), got shape "
+                                 f"{shape_text(weight)}")
         self.weight = weight
         self.ignore_index = int(ignore_index)
 

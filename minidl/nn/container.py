@@ -1,16 +1,24 @@
 """``Sequential``: modules applied in order, their backward in reverse."""
+from collections import OrderedDict
+
 from .module import Module
 
 
 class Sequential(Module):
-    """``Sequential(m0, m1, ...)``: forward runs m0, m1, ...; backward runs ..., m1, m0."""
+    """``Sequential(m0, m1, ...)``: forward runs m0, m1, ...; backward runs ..., m1, m0.
+
+    Children are named "0", "1", ...; ``Sequential(OrderedDict(name=module, ...))`` names them, and a
+    slice keeps its children's names, as PyTorch.
+    """
 
     def __init__(self, *modules):
         super().__init__()
-        for index, module in enumerate(modules):
+        named = modules[0].items() if len(modules) == 1 and isinstance(modules[0], OrderedDict) else (
+            (str(index), module) for index, module in enumerate(modules))
+        for name, module in named:
             if not isinstance(module, Module):
-                raise TypeError(f"Sequential: argument {index} is a {type(module).__name__}, not a Module")
-            setattr(self, str(index), module)
+                raise TypeError(f"Sequential: argument {name} is a {type(module).__name__}, not a Module")
+            setattr(self, name, module)
 
     def forward(self, x):
         for module in self._modules.values():
@@ -24,10 +32,9 @@ class Sequential(Module):
         return dy
 
     def __getitem__(self, index):
-        modules = list(self._modules.values())
         if isinstance(index, slice):
-            return Sequential(*modules[index])
-        return modules[index]
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return list(self._modules.values())[index]
 
     def __len__(self):
         return len(self._modules)

@@ -28,6 +28,10 @@ class _ConvBase(Module):
         self.padding = pair(padding, f"{layer} padding")
         self.dilation = pair(dilation, f"{layer} dilation")
         _check_geometry(layer, self.kernel_size, self.stride, self.padding, self.dilation)
+        if bias not in (True, False):
+            # PyTorch's seventh positional argument is groups, which minidl does not have
+            raise TypeError(f"{layer}: bias must be True or False, got {bias!r} (groups is not supported; "
+                            "pass bias by keyword)")
         self.weight = Parameter(init.kaiming_uniform(weight_shape))
         self.bias = Parameter(init.default_bias(weight_shape, out_channels)) if bias else None
 
