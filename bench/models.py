@@ -6,9 +6,10 @@
 float32 on the CPU, the same loss (BCE-with-logits mean + soft Dice, smooth 1) and SGD (lr 0.01) on both
 sides; the PyTorch networks are the tests' equivalents (``tests/torch_models.py``). All minidl timings
 are taken first, then all PyTorch timings; ``ratio`` is minidl's median step time over PyTorch's (lower
-is better). ``GFLOP`` counts the step's convolutions only (forward, input and weight gradients, as
-direct convolution: 2 x multiply-adds; the first layer needs no input gradient), so GFLOP/s is the
-rate both sides sustain on the step's main work. Memory: one step in a fresh process per side, its
+is better). ``GFLOP`` counts the work a step's convolutions need (forward, input and weight gradients,
+as direct convolution: 2 x multiply-adds, also for the layers Winograd runs with fewer; not the first
+layer's input gradient, which minidl's ``model.backward`` also returns), so GFLOP/s is the rate both
+sides sustain on the step's main work. Memory: one step in a fresh process per side, its
 peak RSS and how far the step raised it above the resident size before it.
 """
 import importlib.util

@@ -23,4 +23,7 @@ def test_fcn_step_flop_counts_transposed_convs_over_their_input_pixels():
     forward += [2 * 2 * a * b * 9 * s * s for a, b, s in deconvs]
     forward.append(2 * 2 * 32 * 1 * 32 * 32)
     assert step_conv_flop("FCN", [2, 3, 32, 32]) == 3 * sum(forward) - forward[0]
-    assert gflops(3e9, 1000.0) == 3.0
+
+
+def test_gflops_is_flop_per_nanosecond():
+    assert gflops(3e9, 1000.0) == 3.0 and gflops(2e9, 4.0) == 500.0

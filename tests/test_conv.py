@@ -203,12 +203,18 @@ def test_bad_constructor_arguments(arguments, text):
         Conv2d(*arguments)
 
 
+def test_a_misplaced_groups_argument_is_refused_as_a_non_boolean_bias():
+    # PyTorch's Conv2d(4, 4, 3, 1, 1, 1, 2) means groups=2; minidl's seventh Conv2d argument is bias
+    with pytest.raises(TypeError, match=r"Conv2d: bias must be True or False, got 2 \(groups is not supported"):
+        Conv2d(4, 4, 3, 1, 1, 1, 2)
+
+
 @pytest.mark.parametrize("layer", [Conv2d, ConvTranspose2d])
-def test_a_non_boolean_bias_is_refused_as_a_misplaced_groups_argument(layer):
-    # PyTorch's Conv2d(4, 4, 3, 1, 1, 1, 2) means groups=2; here the seventh argument is bias
-    with pytest.raises(TypeError, match=rf"{layer.__name__}: bias must be True or False, got 2 \(groups is not"):
-        layer(4, 4, 3, bias=2)
-    assert layer(4, 4, 3, bias=False).bias is None and layer(4, 4, 3, bias=1).bias.shape == (4,)
+def test_bias_takes_booleans_zero_one_and_none(layer):
+    with pytest.raises(TypeError, match=rf"{layer.__name__}: bias must be True or False, got 'yes'"):
+        layer(4, 4, 3, bias="yes")
+    assert layer(4, 4, 3, bias=False).bias is None and layer(4, 4, 3, bias=None).bias is None
+    assert layer(4, 4, 3, bias=1).bias.shape == (4,) and layer(4, 4, 3).bias.shape == (4,)
 
 
 # Stride-1 convs with fewer output than input channels run as their transposed twin (see conv2d_forward).

@@ -158,18 +158,24 @@ def test_cross_entropy_matches_torch(torch, rng, dtype, reduction, with_weight):
     assert_matches(gradient, expected[1], dtype, "gradient")
 
 
-def test_class_weights_may_be_lists_or_torch_tensors(torch, rng):
+def test_class_weights_may_be_lists(rng):
     logits, target = rng.standard_normal(SHAPE), class_targets(rng, ignored=0)
     weight = [0.5, 2.0, 1.25]
-    values = [losses.CrossEntropyLoss(given)(logits, target)
-              for given in (numpy.array(weight), weight, torch.tensor(weight))]
-    assert values[0] == values[1] == values[2]
-    pos_weights = [numpy.array(weight)[:, None, None], torch.tensor(weight)[:, None, None]]
-    probabilities = rng.uniform(0, 1, SHAPE)
-    values = [losses.BCEWithLogitsLoss(pos_weight=given)(logits, probabilities) for given in pos_weights]
-    assert values[0] == values[1]
+    from_list = losses.CrossEntropyLoss(weight)(logits, target)
+    assert from_list == pytest.approx(losses.CrossEntropyLoss(numpy.array(weight))(logits, target), rel=1e-15)
     with pytest.raises(TypeError, match=r"CrossEntropyLoss: weight must be real numbers, got dtype <U1"):
-        losses.CrossEntropyLoss(numpy.array(["a", "b", "c"]))
+        losses.CrossEntropyLoss(["a", "b", "c"])
+
+
+def test_class_and_positive_weights_may_be_torch_tensors(torch, rng):
+    logits, target = rng.standard_normal(SHAPE), class_targets(rng, ignored=0)
+    weight = rng.uniform(0.5, 2.0, 3)
+    from_torch = losses.CrossEntropyLoss(torch.tensor(weight))(logits, target)
+    assert from_torch == pytest.approx(losses.CrossEntropyLoss(weight)(logits, target), rel=1e-15)
+    probabilities = rng.uniform(0, 1, SHAPE)
+    from_torch = losses.BCEWithLogitsLoss(pos_weight=torch.tensor(weight)[:, None, None])(logits, probabilities)
+    expected = losses.BCEWithLogitsLoss(pos_weight=weight[:, None, None])(logits, probabilities)
+    assert from_torch == pytest.approx(expected, rel=1e-15)
 
 
 def test_cross_entropy_two_dimensional_logits_match_torch(torch, rng):

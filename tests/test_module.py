@@ -214,6 +214,9 @@ def test_sequential_names_like_pytorch_when_sliced_or_built_from_an_ordered_dict
     named = Sequential(OrderedDict([("features", Conv2d(1, 2, 3)), ("act", ReLU())]))
     assert list(named.state_dict()) == ["features.weight", "features.bias"]
     assert [name for name, _ in named.named_children()] == ["features", "act"]
+    for bad_name in ("a.b", "", "cache", "training", "forward"):
+        with pytest.raises(KeyError, match=f"Sequential: child name '{re.escape(bad_name)}' must be"):
+            Sequential(OrderedDict([(bad_name, ReLU())]))
 
 
 def test_sequential_refuses_non_modules():

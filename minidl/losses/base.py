@@ -96,11 +96,12 @@ def real_weights(loss, name, value):
     """
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu().numpy()
-    if not hasattr(value, "dtype"):
-        value = numpy.asarray(value, dtype=numpy.float64)
+    converted = not hasattr(value, "dtype")
+    if converted:
+        value = numpy.asarray(value)
     if value.dtype.kind not in "iuf":
         raise TypeError(f"{loss}: {name} must be real numbers, got dtype {value.dtype}")
-    return value
+    return value.astype(numpy.float64) if converted else value
 
 
 def as_logits_dtype(target, logits):

@@ -16,7 +16,7 @@ class ReLU(Module):
 
     def __init__(self, inplace=False):
         super().__init__()
-        self.inplace = inplace
+        self.inplace = bool(inplace)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""

@@ -49,7 +49,8 @@ class BatchNorm2d(Module):
             check_same_device("BatchNorm2d", x, reference, "weight" if self.affine else "running_mean")
             checks.check_dtype_matches("BatchNorm2d", x, reference, "weight" if self.affine else "running_mean")
         if use_batch_statistics and x.size // x.shape[1] < 2:
-            raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when using batch statistics, "
+            what = "an empty batch has no" if x.shape[0] == 0 else "expected more than 1 value per channel for"
+            raise ValueError(f"BatchNorm2d: {what} batch statistics (training mode), "
                              f"got input of shape {checks.shape_text(x)}")
 
     def _momentum_for_this_batch(self):

@@ -16,6 +16,10 @@ class Sequential(Module):
         named = modules[0].items() if len(modules) == 1 and isinstance(modules[0], OrderedDict) else (
             (str(index), module) for index, module in enumerate(modules))
         for name, module in named:
+            if not isinstance(name, str) or not name or "." in name or (hasattr(self, name) and
+                                                                       name not in self._modules):
+                raise KeyError(f"Sequential: child name {name!r} must be a non-empty string without '.' that is "
+                               "not already an attribute of the module")
             if not isinstance(module, Module):
                 raise TypeError(f"Sequential: argument {name} is a {type(module).__name__}, not a Module")
             setattr(self, name, module)

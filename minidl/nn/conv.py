@@ -28,8 +28,8 @@ class _ConvBase(Module):
         self.padding = pair(padding, f"{layer} padding")
         self.dilation = pair(dilation, f"{layer} dilation")
         _check_geometry(layer, self.kernel_size, self.stride, self.padding, self.dilation)
-        if bias not in (True, False):
-            # PyTorch's seventh positional argument is groups, which minidl does not have
+        if bias is not None and bias not in (True, False):
+            # Conv2d(in, out, k, stride, padding, dilation, 2) is groups=2 in PyTorch; minidl has no groups
             raise TypeError(f"{layer}: bias must be True or False, got {bias!r} (groups is not supported; "
                             "pass bias by keyword)")
         self.weight = Parameter(init.kaiming_uniform(weight_shape))
