@@ -42,6 +42,18 @@ extern "C" __global__ void im2col(const T* x, T* cols, I total, I height, I widt
     cols[index] = inside ? x[(plane * height + h) * width + w] : pad_value;
 }
 
+// Which window reads coordinate x (of an axis padded by pad) at kernel tap t: the q with
+// x + pad = q*stride + t*dilation. Returns 1 and sets *q; 0 if no window of the count does;
+// -1 if none does at this tap or any later one (the gathers below stop there).
+__device__ inline int window_reading(I x, I pad, I tap, I dilation, I stride, I count, I* q)
+{
+    I start = x + pad - tap * dilation;
+    if (start < 0) return -1;
+    if (start % stride != 0 || start / stride >= count) return 0;
+    *q = start / stride;
+    return 1;
+}
+
 // x[n, c, h, w] = sum of cols[n, c, i, j, ho, wo] over h + ph = ho*sh + i*dh, w + pw = wo*sw + j*dw
 extern "C" __global__ void col2im(const T* cols, T* x, I total, I height, I width, I kernel_h, I kernel_w,
                                   I out_h, I out_w, I stride_h, I stride_w, I pad_h, I pad_w,
@@ -54,14 +66,16 @@ extern "C" __global__ void col2im(const T* cols, T* x, I total, I height, I widt
     const T* plane_cols = cols + plane * kernel_h * kernel_w * out_h * out_w;
     T sum = 0;
     for (I i = 0; i < kernel_h; ++i) {
-        I top = h + pad_h - i * dilation_h;
-        if (top < 0) break;
-        if (top % stride_h != 0 || top / stride_h >= out_h) continue;
+        I ho;
+        int row = window_reading(h, pad_h, i, dilation_h, stride_h, out_h, &ho);
+        if (row < 0) break;
+        if (row == 0) continue;
         for (I j = 0; j < kernel_w; ++j) {
-            I left = w + pad_w - j * dilation_w;
-            if (left < 0) break;
-            if (left % stride_w != 0 || left / stride_w >= out_w) continue;
-            sum += plane_cols[((i * kernel_w + j) * out_h + top / stride_h) * out_w + left / stride_w];
+            I wo;
+            int column = window_reading(w, pad_w, j, dilation_w, stride_w, out_w, &wo);
+            if (column < 0) break;
+            if (column == 0) continue;
+            sum += plane_cols[((i * kernel_w + j) * out_h + ho) * out_w + wo];
         }
     }
     x[index] = sum;
@@ -110,14 +124,16 @@ extern "C" __global__ void max_pool_backward(const T* dy, const long long* indic
     I offset = plane * out_h * out_w;
     T sum = 0;
     for (I i = 0; i < kernel_h; ++i) {
-        I top = h + pad_h - i * dilation_h;
-        if (top < 0) break;
-        if (top % stride_h != 0 || top / stride_h >= out_h) continue;
+        I ho;
+        int row = window_reading(h, pad_h, i, dilation_h, stride_h, out_h, &ho);
+        if (row < 0) break;
+        if (row == 0) continue;
         for (I j = 0; j < kernel_w; ++j) {
-            I left = w + pad_w - j * dilation_w;
-            if (left < 0) break;
-            if (left % stride_w != 0 || left / stride_w >= out_w) continue;
-            I window = offset + (top / stride_h) * out_w + left / stride_w;
+            I wo;
+            int column = window_reading(w, pad_w, j, dilation_w, stride_w, out_w, &wo);
+            if (column < 0) break;
+            if (column == 0) continue;
+            I window = offset + ho * out_w + wo;
             if (indices[window] == position) sum += dy[window];
         }
     }

@@ -29,6 +29,7 @@ SHIM = r"""
 struct minidl_uint3 { unsigned int x, y, z; };
 static minidl_uint3 blockIdx, threadIdx, blockDim, gridDim;
 #define __global__
+#define __device__
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 using std::isnan;
 """
