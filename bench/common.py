@@ -58,6 +58,31 @@ def median_ms(function, warmup=2, repeats=None, min_seconds=1.0, max_repeats=30,
     return 1000.0 * statistics.median(times)
 
 
+def interleaved_ms(functions, rounds=7, warmup=1, quick=False):
+    """Wall times in ms of ``functions`` timed in rounds: a list of ``rounds`` times per function.
+
+    Each round calls every function in turn ``warmup`` + 1 times and times the last call, so a timed
+    call follows calls of its own kind (as consecutive training steps do) while the machine's drift
+    over seconds falls on all functions alike. ``quick``: two rounds.
+    """
+    if quick:
+        rounds = 2
+    times = [[] for _ in functions]
+    for _ in range(rounds):
+        for function, spent in zip(functions, times):
+            for _ in range(warmup):
+                function()
+            begin = time.perf_counter()
+            function()
+            spent.append(1000.0 * (time.perf_counter() - begin))
+    return times
+
+
+def median_ratio(times, reference):
+    """Median over rounds of times[r] / reference[r]: each round's ratio, then the middle one."""
+    return statistics.median(t / r for t, r in zip(times, reference))
+
+
 def gflops(flop, milliseconds):
     """Throughput in GFLOP/s of ``flop`` floating-point operations done in ``milliseconds``."""
     return flop / (milliseconds * 1e6) if milliseconds and milliseconds == milliseconds else float("nan")
@@ -137,13 +162,22 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
+def torch_kernels(torch):
+    """PyTorch's CPU kernel instruction set ("AVX512 kernels", capped by ATEN_CPU_CAPABILITY), and the caps
+    on oneDNN's and MKL's (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS) where set."""
+    caps = [f"{name}={os.environ[name]}" for name in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+            if os.environ.get(name)]
+    return "; ".join([f"{torch.backends.cpu.get_cpu_capability()} kernels"] + caps)
+
+
 def machine_summary():
     """One line naming the machine, the thread counts and the library versions."""
     import numpy
 
     from minidl.backend import blas_core
     torch = import_torch()
-    torch_text = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "torch absent"
+    torch_text = (f"torch {torch.__version__} ({torch.get_num_threads()} threads, {torch_kernels(torch)})"
+                  if torch else "torch absent")
     core = blas_core()
     blas = f"OpenBLAS kernels {core}" if core else "BLAS kernels unknown"
     return f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__} ({blas}), {torch_text}"

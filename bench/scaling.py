@@ -6,9 +6,13 @@
 Step time should grow linearly with the pixel count: 128 -> 512 is 16x the pixels,
 so ``x of first`` at 512 should be within 10% of 16. Same step as ``bench.models``
 (forward, BCE+Dice, backward, SGD); all minidl timings first, then all PyTorch timings.
+Within each side the three sizes are timed in rounds (an untimed step then a timed one of
+each size per round), and ``x of first`` is the median of the rounds' own ratios, so the
+machine's drift over seconds does not land on one size.
 """
+import statistics
 
-from bench.common import gflops, import_torch, median_ms, script_main
+from bench.common import gflops, import_torch, interleaved_ms, median_ratio, script_main
 from bench.models import minidl_step, step_conv_flop, torch_step
 
 SIZES = [128, 256, 512]
@@ -20,16 +24,17 @@ def run(quick=False):
     """Rows: size, median step ms and conv GFLOP/s of each side, and each side's time relative to the smallest."""
     sizes = QUICK_SIZES if quick else SIZES
     shapes = [[BATCH, 1, size, size] for size in sizes]
-    ours = [median_ms(minidl_step("SegNetSmall", shape), warmup=1, repeats=5, quick=quick) for shape in shapes]
+    ours = interleaved_ms([minidl_step("SegNetSmall", shape) for shape in shapes], quick=quick)
     torch = import_torch()
-    theirs = [median_ms(torch_step("SegNetSmall", shape), warmup=1, repeats=5, quick=quick) if torch
-              else float("nan") for shape in shapes]
+    nan_rounds = [[float("nan")] for _ in shapes]
+    theirs = interleaved_ms([torch_step("SegNetSmall", shape) for shape in shapes], quick=quick) if torch else nan_rounds
     rows = []
-    for size, shape, minidl_ms, torch_ms in zip(sizes, shapes, ours, theirs):
+    for size, shape, our_times, their_times in zip(sizes, shapes, ours, theirs):
         flop = step_conv_flop("SegNetSmall", shape)
+        minidl_ms, torch_ms = statistics.median(our_times), statistics.median(their_times)
         rows.append({"input": f"{BATCH}x1x{size}x{size}", "pixels x": (size / sizes[0]) ** 2,
-                     "minidl ms": minidl_ms, "minidl x of first": minidl_ms / ours[0],
-                     "torch ms": torch_ms, "torch x of first": torch_ms / theirs[0],
+                     "minidl ms": minidl_ms, "minidl x of first": median_ratio(our_times, ours[0]),
+                     "torch ms": torch_ms, "torch x of first": median_ratio(their_times, theirs[0]),
                      "minidl GFLOP/s": gflops(flop, minidl_ms), "torch GFLOP/s": gflops(flop, torch_ms),
                      "ratio": minidl_ms / torch_ms})
     return rows

@@ -27,3 +27,31 @@ def test_fcn_step_flop_counts_transposed_convs_over_their_input_pixels():
 
 def test_gflops_is_flop_per_nanosecond():
     assert gflops(3e9, 1000.0) == 3.0 and gflops(2e9, 4.0) == 500.0
+
+
+def test_torch_kernels_names_the_capability_and_the_caps_that_are_set(monkeypatch):
+    import types
+
+    from bench.common import torch_kernels
+    fake_torch = types.SimpleNamespace(backends=types.SimpleNamespace(
+        cpu=types.SimpleNamespace(get_cpu_capability=lambda: "AVX2")))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
+    assert torch_kernels(fake_torch) == "AVX2 kernels"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert torch_kernels(fake_torch) == "AVX2 kernels; ONEDNN_MAX_CPU_ISA=AVX2"
+
+
+def test_interleaved_rounds_warm_then_time_each_function_in_turn():
+    from bench.common import interleaved_ms
+    calls = []
+    times = interleaved_ms([lambda: calls.append("a"), lambda: calls.append("b")], rounds=3, warmup=1)
+    assert calls == ["a", "a", "b", "b"] * 3
+    assert [len(t) for t in times] == [3, 3] and all(t >= 0 for t in times[0] + times[1])
+
+
+def test_median_ratio_takes_each_rounds_ratio_then_the_middle():
+    from bench.common import median_ratio
+    assert median_ratio([2.0, 32.0, 8.0], [1.0, 2.0, 2.0]) == 4.0      # rounds' ratios 2, 16, 4
+    # rounds' ratios 10, 10, 30 -> 10, where the ratio of the medians would be 40 / 3
+    assert median_ratio([10.0, 40.0, 90.0], [1.0, 4.0, 3.0]) == 10.0

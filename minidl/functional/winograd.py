@@ -176,7 +176,7 @@ def winograd_backward(dy, cache):
         dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)
         xp.matmul(u.transpose(0, 2, 1), dm, out=dv.transpose(1, 0, 2))
         input_transform_adjoint(dv, padding, (th, tw), dx[chunk])
-    # dg = (G kron G)^T dU
-    dweight = (transform("kernel", du).T @ du.reshape(16, -1)).reshape(3, 3, out_channels, in_channels)
+    # dg = (G kron G)^T dU, computed as dU^T (O*C, 16) @ (G kron G) (16, 9): already in (O, C, 3, 3) order
+    dweight = (du.reshape(16, -1).T @ transform("kernel", du)).reshape(out_channels, in_channels, 3, 3)
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, xp.ascontiguousarray(dweight.transpose(2, 3, 0, 1)), dbias
+    return dx, dweight, dbias
