@@ -65,6 +65,16 @@ def samples_per_unfold(x):
     return x.shape[0] if is_gpu_array(x) else 1
 
 
+UNFOLD_BYTES = 16 << 20
+
+
+def unfold_bytes(x):
+    """At most how many bytes of columns a convolution unfolds at once for ``x``'s device: UNFOLD_BYTES
+    on the CPU, so a large image is unfolded in bands of rows and the workspace stays bounded whatever
+    the image size (docs/benchmarks.md); None on a GPU, where the whole batch goes in one launch."""
+    return None if is_gpu_array(x) else UNFOLD_BYTES
+
+
 def runs_winograd(x):
     """Whether wide 3x3 convs take the Winograd path (minidl.functional.winograd) for ``x``'s device: on the
     CPU, where its 2.25x fewer multiplies pay for the transforms' memory traffic; not on a GPU, where

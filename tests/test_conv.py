@@ -286,3 +286,52 @@ def test_reset_parameters_redraws_from_the_default_distribution(layer):
     assert module.weight.data.dtype == numpy.float64
     numpy.testing.assert_allclose(module.weight.data, fresh.weight.data, rtol=1e-7)
     numpy.testing.assert_allclose(module.bias.data, fresh.bias.data, rtol=1e-7)
+
+
+def forward_and_backward(module, x, dy_seed=11):
+    """y, dx and every parameter gradient of one forward and backward pass."""
+    y = module(x)
+    module.zero_grad()
+    dx = module.backward(numpy.random.default_rng(dy_seed).standard_normal(y.shape))
+    return [y, dx] + [parameter.grad.copy() for parameter in module.parameters()]
+
+
+BANDED_CASES = ([build_conv(config) for config in CONV_CONFIGS]
+                + [build_transposed(config) for config in TRANSPOSED_CONFIGS]
+                + [build_twin_case(config)[:2] for config in TWIN_CONFIGS]
+                + [(Conv2d(3, 3, 3, padding=1), (2, 3, 9, 11))])     # C_out == C_in: the twin's backward
+
+
+# Above unfold_bytes a sample is unfolded in bands of rows, each under shifted padding (conv.py::band_padding).
+@pytest.mark.parametrize("case", range(len(BANDED_CASES)))
+@pytest.mark.parametrize("budget", [1, 200])
+def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, budget, monkeypatch, rng):
+    module, shape = BANDED_CASES[case]
+    module.double()
+    x = rng.standard_normal(shape)
+    whole = forward_and_backward(module, x)
+    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", budget)    # 1: one row a band; 200: a few rows
+    banded = forward_and_backward(module, x)
+    for got, expected in zip(banded, whole):
+        numpy.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_pieces_cut_each_sample_into_row_bands_within_the_budget(monkeypatch):
+    from minidl.functional.conv import pieces
+    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", 1000)
+    x = numpy.zeros((2, 1, 10, 4), dtype=numpy.float32)
+    # 300 bytes a row: 3 rows a band, the last band shorter
+    assert pieces(x, 10, 300) == [(slice(s, s + 1), top, stop) for s in range(2)
+                                  for top, stop in [(0, 3), (3, 6), (6, 9), (9, 10)]]
+    assert pieces(x, 10, 5000) == [(slice(s, s + 1), row, row + 1) for s in range(2) for row in range(10)]
+    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", 1 << 20)
+    assert pieces(x, 10, 300) == [(slice(0, 1), 0, 10), (slice(1, 2), 0, 10)]
+
+
+@pytest.mark.parametrize("layer", ["conv", "transposed"])
+def test_one_row_bands_pass_finite_differences_and_pytorch_parity(layer, monkeypatch, torch, rng):
+    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", 1)
+    module, shape = build_conv(CONV_CONFIGS[4]) if layer == "conv" else build_transposed(TRANSPOSED_CONFIGS[4])
+    errors = check_module(module, rng.standard_normal(shape))
+    assert max(errors.values()) < TOLERANCE, errors
+    assert_parity(torch, module.double(), rng.standard_normal(shape), rtol=1e-7)

@@ -8,6 +8,12 @@ Transposed convolution is the adjoint map, by col2im:
 So conv's input gradient is a transposed conv of dy, and a transposed conv's
 input gradient is a conv of dy, with the same weight and geometry.
 
+On the CPU the unfolding goes one sample at a time and, where a sample's
+columns would pass ``unfold_bytes`` (16 MiB), in bands of rows: the band
+starting at row r is unfolded as row 0 under the padding p - r * stride
+(``band_padding``), which im2col and col2im take as they take any padding.
+The sums are the same; only the workspace stays bounded for large images.
+
 A stride-1 convolution is also a transposed convolution: with the kernel
 flipped in space and its two channel axes swapped (``transposed_twin``) and
 padding d(k-1) - p, both give the same y. im2col moves C_in*kh*kw values per
@@ -19,7 +25,7 @@ memory traffic differs.
 Wide 3x3 stride-1 convs on the CPU run by Winograd F(2x2, 3x3) instead
 (``minidl/functional/winograd.py``): the same result with 2.25x fewer multiplies.
 """
-from ..backend import get_array_module, runs_winograd, samples_per_unfold
+from ..backend import get_array_module, runs_winograd, samples_per_unfold, unfold_bytes
 from .im2col import col2im, im2col
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import workspace
@@ -36,6 +42,24 @@ def sample_chunks(x):
     return [slice(start, min(start + step, x.shape[0])) for start in range(0, x.shape[0], step)]
 
 
+def pieces(x, rows, bytes_per_row):
+    """The pieces a batch is unfolded in: (sample slice, first row, stop row) for each of ``sample_chunks(x)``
+    cut into bands of the ``rows`` rows being unfolded, each band's columns (``bytes_per_row`` a row and
+    sample) within ``unfold_bytes(x)``, at least one row a band."""
+    budget = unfold_bytes(x)
+    bands = []
+    for chunk in sample_chunks(x):
+        chunk_row_bytes = bytes_per_row * (chunk.stop - chunk.start)
+        step = rows if budget is None else max(1, min(rows, budget // max(1, chunk_row_bytes)))
+        bands += [(chunk, top, min(top + step, rows)) for top in range(0, rows, step)]
+    return bands
+
+
+def band_padding(padding, stride, top):
+    """The padding under which window row ``top`` is unfolded as row 0: the top padding less top * stride."""
+    return (padding[0] - top * stride[0], padding[1])
+
+
 def unfolded(x, kernel, stride, padding, dilation, grid):
     """x (n, C, H, W) -> cols (n, C*kh*kw, Ho*Wo): im2col as GEMM operands (a workspace view)."""
     return im2col(x, kernel, stride, padding, dilation, grid=grid).reshape(x.shape[0], -1, grid[0] * grid[1])
@@ -49,9 +73,10 @@ def correlate(x, weight, stride, padding, dilation, grid):
     xp = get_array_module(x)
     n, out_channels = x.shape[0], weight.shape[0]
     y = xp.empty((n, out_channels, grid[0] * grid[1]), dtype=x.dtype)
-    for chunk in sample_chunks(x):
-        cols = unfolded(x[chunk], weight.shape[2:], stride, padding, dilation, grid)
-        xp.matmul(_weight_matrix(weight), cols, out=y[chunk])
+    kernel, width = weight.shape[2:], grid[1]
+    for chunk, top, stop in pieces(x, grid[0], x.shape[1] * kernel[0] * kernel[1] * width * x.itemsize):
+        cols = unfolded(x[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, width))
+        xp.matmul(_weight_matrix(weight), cols, out=y[chunk, :, top * width:stop * width])
     return y.reshape(n, out_channels, grid[0], grid[1])
 
 
@@ -64,12 +89,13 @@ def scatter(x, weight, stride, padding, dilation, output_hw):
     n, in_channels, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
     y = xp.zeros((n, out_channels) + tuple(output_hw), dtype=x.dtype)
-    for chunk in sample_chunks(x):
+    flat_x = x.reshape(n, in_channels, h * w)
+    for chunk, top, stop in pieces(x, h, out_channels * kh * kw * w * x.itemsize):
         size = chunk.stop - chunk.start
-        cols = workspace.take("conv.scatter", (size, out_channels * kh * kw, h * w), x.dtype, x)
-        xp.matmul(_weight_matrix(weight).T, x[chunk].reshape(size, in_channels, h * w), out=cols)
-        col2im(cols.reshape(size, out_channels, kh, kw, h, w), y[chunk].shape, stride, padding, dilation,
-               out=y[chunk])
+        cols = workspace.take("conv.scatter", (size, out_channels * kh * kw, (stop - top) * w), x.dtype, x)
+        xp.matmul(_weight_matrix(weight).T, flat_x[chunk, :, top * w:stop * w], out=cols)
+        col2im(cols.reshape(size, out_channels, kh, kw, stop - top, w), y[chunk].shape, stride,
+               band_padding(padding, stride, top), dilation, out=y[chunk])
     return y
 
 
@@ -135,9 +161,11 @@ def conv2d_backward(dy, cache):
     dx = scatter(dy, weight, stride, padding, dilation, x.shape[2:])
     # dW[o, (c, i, j)] = sum_{n, p} dy[n, o, p] * cols(x)[n, (c, i, j), p]
     dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
-    for chunk in sample_chunks(x):
-        dweight += _weight_gradient(dy[chunk], unfolded(x[chunk], weight.shape[2:], stride, padding, dilation,
-                                                         dy.shape[2:]))
+    kernel, (rows, width) = weight.shape[2:], dy.shape[2:]
+    flat_dy = dy.reshape(dy.shape[0], dy.shape[1], rows * width)
+    for chunk, top, stop in pieces(x, rows, x.shape[1] * kernel[0] * kernel[1] * width * x.itemsize):
+        cols = unfolded(x[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, width))
+        dweight += _weight_gradient(flat_dy[chunk, :, top * width:stop * width], cols)
     # db[o] = sum_{n, p} dy[n, o, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight.reshape(weight.shape), dbias
@@ -158,12 +186,13 @@ def conv_transpose2d_backward(dy, cache):
     n, in_channels, h, w = x.shape
     dx = xp.empty((n, in_channels, h * w), dtype=dy.dtype)
     dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
-    for chunk in sample_chunks(dy):
-        cols = unfolded(dy[chunk], weight.shape[2:], stride, padding, dilation, (h, w))
+    kernel, flat_x = weight.shape[2:], x.reshape(n, in_channels, h * w)
+    for chunk, top, stop in pieces(dy, h, dy.shape[1] * kernel[0] * kernel[1] * w * dy.itemsize):
+        cols = unfolded(dy[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, w))
         # dx[n] = W (Cin, Cout*kh*kw) @ cols(dy)[n]: the conv of dy, sampled on x's grid
-        xp.matmul(_weight_matrix(weight), cols, out=dx[chunk])
+        xp.matmul(_weight_matrix(weight), cols, out=dx[chunk, :, top * w:stop * w])
         # dW[ci, (co, i, j)] = sum_{n, p} x[n, ci, p] * cols(dy)[n, (co, i, j), p]
-        dweight += _weight_gradient(x[chunk], cols)
+        dweight += _weight_gradient(flat_x[chunk, :, top * w:stop * w], cols)
     # db[co] = sum_{n, p} dy[n, co, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx.reshape(x.shape), dweight.reshape(weight.shape), dbias

@@ -57,6 +57,8 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
 
     No padded copy of x is made: for each offset (i, j), the windows whose tap
     lands inside x copy one strided slice of x, and the rest get ``pad_value``.
+    On the CPU a padding may be negative: the windows then start inside x, as
+    when a convolution unfolds a band of rows lower down (conv.py::band_padding).
     """
     if grid is None:
         grid = output_grid(x.shape[2:], kernel, stride, padding, dilation)
