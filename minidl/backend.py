@@ -65,14 +65,11 @@ def samples_per_unfold(x):
     return x.shape[0] if is_gpu_array(x) else 1
 
 
-UNFOLD_BYTES = 16 << 20
-
-
-def unfold_bytes(x):
-    """At most how many bytes of columns a convolution unfolds at once for ``x``'s device: UNFOLD_BYTES
-    on the CPU, so a large image is unfolded in bands of rows and the workspace stays bounded whatever
-    the image size (docs/benchmarks.md); None on a GPU, where the whole batch goes in one launch."""
-    return None if is_gpu_array(x) else UNFOLD_BYTES
+def cpu_budget(x, nbytes):
+    """How many bytes of temporaries a layer works through at once for ``x``'s device: ``nbytes`` on the
+    CPU, where chunks of a few MiB stay in cache and keep the workspace bounded whatever the image size
+    (docs/benchmarks.md); None (the whole batch at once) on a GPU, where fewer, larger launches pay."""
+    return None if is_gpu_array(x) else nbytes
 
 
 def runs_winograd(x):

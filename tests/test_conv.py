@@ -5,6 +5,7 @@ import numpy
 import pytest
 
 import minidl
+from minidl.functional import conv as conv_functions
 from minidl.gradcheck import TOLERANCE, check_module
 from minidl.nn import Conv2d, ConvTranspose2d
 
@@ -302,7 +303,7 @@ BANDED_CASES = ([build_conv(config) for config in CONV_CONFIGS]
                 + [(Conv2d(3, 3, 3, padding=1), (2, 3, 9, 11))])     # C_out == C_in: the twin's backward
 
 
-# Above unfold_bytes a sample is unfolded in bands of rows, each under shifted padding (conv.py::band_padding).
+# Above UNFOLD_BYTES of columns a sample is unfolded in bands of rows, each under shifted padding (conv.py::band_padding).
 @pytest.mark.parametrize("case", range(len(BANDED_CASES)))
 @pytest.mark.parametrize("budget", [1, 200])
 def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, budget, monkeypatch, rng):
@@ -310,7 +311,7 @@ def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, budget, mo
     module.double()
     x = rng.standard_normal(shape)
     whole = forward_and_backward(module, x)
-    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", budget)    # 1: one row a band; 200: a few rows
+    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", budget)    # 1: one row a band; 200: a few rows
     banded = forward_and_backward(module, x)
     for got, expected in zip(banded, whole):
         numpy.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -318,19 +319,19 @@ def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, budget, mo
 
 def test_pieces_cut_each_sample_into_row_bands_within_the_budget(monkeypatch):
     from minidl.functional.conv import pieces
-    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", 1000)
+    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1000)
     x = numpy.zeros((2, 1, 10, 4), dtype=numpy.float32)
     # 300 bytes a row: 3 rows a band, the last band shorter
     assert pieces(x, 10, 300) == [(slice(s, s + 1), top, stop) for s in range(2)
                                   for top, stop in [(0, 3), (3, 6), (6, 9), (9, 10)]]
     assert pieces(x, 10, 5000) == [(slice(s, s + 1), row, row + 1) for s in range(2) for row in range(10)]
-    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", 1 << 20)
+    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1 << 20)
     assert pieces(x, 10, 300) == [(slice(0, 1), 0, 10), (slice(1, 2), 0, 10)]
 
 
 @pytest.mark.parametrize("layer", ["conv", "transposed"])
 def test_one_row_bands_pass_finite_differences_and_pytorch_parity(layer, monkeypatch, torch, rng):
-    monkeypatch.setattr(minidl.backend, "UNFOLD_BYTES", 1)
+    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1)
     module, shape = build_conv(CONV_CONFIGS[4]) if layer == "conv" else build_transposed(TRANSPOSED_CONFIGS[4])
     errors = check_module(module, rng.standard_normal(shape))
     assert max(errors.values()) < TOLERANCE, errors

@@ -9,7 +9,7 @@ So conv's input gradient is a transposed conv of dy, and a transposed conv's
 input gradient is a conv of dy, with the same weight and geometry.
 
 On the CPU the unfolding goes one sample at a time and, where a sample's
-columns would pass ``unfold_bytes`` (16 MiB), in bands of rows: the band
+columns would pass ``UNFOLD_BYTES`` (16 MiB), in bands of rows: the band
 starting at row r is unfolded as row 0 under the padding p - r * stride
 (``band_padding``), which im2col and col2im take as they take any padding.
 The sums are the same; only the workspace stays bounded for large images.
@@ -25,10 +25,12 @@ memory traffic differs.
 Wide 3x3 stride-1 convs on the CPU run by Winograd F(2x2, 3x3) instead
 (``minidl/functional/winograd.py``): the same result with 2.25x fewer multiplies.
 """
-from ..backend import get_array_module, runs_winograd, samples_per_unfold, unfold_bytes
+from ..backend import cpu_budget, get_array_module, runs_winograd, samples_per_unfold
 from .im2col import col2im, im2col
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import workspace
+
+UNFOLD_BYTES = 16 << 20
 
 
 def _weight_matrix(weight):
@@ -45,8 +47,8 @@ def sample_chunks(x):
 def pieces(x, rows, bytes_per_row):
     """The pieces a batch is unfolded in: (sample slice, first row, stop row) for each of ``sample_chunks(x)``
     cut into bands of the ``rows`` rows being unfolded, each band's columns (``bytes_per_row`` a row and
-    sample) within ``unfold_bytes(x)``, at least one row a band."""
-    budget = unfold_bytes(x)
+    sample) within UNFOLD_BYTES on the CPU, at least one row a band."""
+    budget = cpu_budget(x, UNFOLD_BYTES)
     bands = []
     for chunk in sample_chunks(x):
         chunk_row_bytes = bytes_per_row * (chunk.stop - chunk.start)
