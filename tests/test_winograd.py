@@ -28,7 +28,7 @@ def direct_conv(x, weight, bias, padding, grid):
     return correlate(x, weight, (1, 1), padding, (1, 1), grid) + bias.reshape(1, -1, 1, 1)
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30], ids=["one sample per chunk", "whole batch"])
+@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30], ids=["one tile row a piece", "bands", "whole batch"])
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 def test_winograd_equals_the_im2col_convolution(geometry, chunk_bytes, rng, monkeypatch):
     monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
@@ -45,6 +45,16 @@ def test_winograd_equals_the_im2col_convolution(geometry, chunk_bytes, rng, monk
     for name, actual, wanted in zip(("dx", "dweight", "dbias"), winograd.winograd_backward(dy, cache), expected):
         assert actual.dtype == x.dtype
         assert_close(actual, wanted, rtol=1e-12, atol=1e-12, name=name)
+
+
+def test_pieces_are_whole_samples_within_the_budget_else_bands_of_tile_rows(monkeypatch):
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1000)
+    # 100 bytes a tile row, 4 rows: 400 bytes a sample, two samples a piece
+    assert winograd.tile_pieces(5, 4, 100) == [(slice(0, 2), 0, 4), (slice(2, 4), 0, 4), (slice(4, 5), 0, 4)]
+    # 300 bytes a tile row, 5 rows: a sample passes the budget, so bands of 3 rows
+    assert winograd.tile_pieces(2, 5, 300) == [(slice(s, s + 1), top, stop) for s in range(2)
+                                                for top, stop in [(0, 3), (3, 5)]]
+    assert winograd.tile_pieces(1, 2, 5000) == [(slice(0, 1), 0, 1), (slice(0, 1), 1, 2)]
 
 
 def test_the_transforms_compute_one_tile_as_lavin_and_gray_write_it(rng):

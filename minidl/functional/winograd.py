@@ -32,6 +32,10 @@ element, which NumPy does slowly, so the windows are cut in two contiguous
 passes of the one im2col: first the four phase planes
 ``P[r, s] = x_padded[r::2, s::2]`` (a 2x2 stride-2 im2col), then 2x2
 stride-1 windows of those planes; tile row u = 2 * (window row) + (phase r).
+The transformed tiles take 4x the input's memory, so the batch goes through
+in pieces within CHUNK_BYTES a buffer: whole samples where they fit, else
+bands of tile rows of one sample, the band from tile row a cut as row 0 under
+the top padding less 2a (``band_padding``).
 """
 import numpy
 
@@ -89,10 +93,24 @@ def tile_grid(output_hw):
     return (output_hw[0] + 1) // 2, (output_hw[1] + 1) // 2
 
 
-def chunks_within_budget(n, bytes_per_sample):
-    """Slices of the batch transformed together: as many samples as fit CHUNK_BYTES per buffer (at least one)."""
-    step = max(1, CHUNK_BYTES // max(1, bytes_per_sample))
-    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+def tile_pieces(n, tile_rows, bytes_per_tile_row):
+    """The pieces transformed together: (sample slice, first tile row, stop tile row).
+
+    As many whole samples as fit CHUNK_BYTES per buffer (``bytes_per_tile_row`` a tile row and
+    sample); a sample that alone passes it goes in bands of tile rows within it (at least one row).
+    """
+    sample_bytes = max(1, bytes_per_tile_row * tile_rows)
+    if sample_bytes <= CHUNK_BYTES:
+        step = CHUNK_BYTES // sample_bytes
+        return [(slice(start, min(start + step, n)), 0, tile_rows) for start in range(0, n, step)]
+    step = max(1, CHUNK_BYTES // max(1, bytes_per_tile_row))
+    return [(slice(sample, sample + 1), top, min(top + step, tile_rows))
+            for sample in range(n) for top in range(0, tile_rows, step)]
+
+
+def band_padding(padding, top):
+    """The padding under which tile row ``top`` is cut as tile row 0: tiles step 2 rows, so 2 * top less."""
+    return (padding[0] - 2 * top, padding[1])
 
 
 def kernel_transform(weight):
@@ -138,16 +156,16 @@ def winograd_forward(x, weight, bias, padding, grid):
     th, tw = tile_grid(grid)
     y = xp.empty((n, out_channels) + tuple(grid), dtype=x.dtype)
     y[...] = 0 if bias is None else bias.reshape(1, -1, 1, 1)
-    for chunk in chunks_within_budget(n, 16 * max(x.shape[1], out_channels) * th * tw * x.itemsize):
-        size = chunk.stop - chunk.start
-        v = input_transform(x[chunk], padding, (th, tw), "winograd.v")
-        m = workspace.take("winograd.m", (16, out_channels, size * th * tw), x.dtype, x)
+    for chunk, top, stop in tile_pieces(n, th, 16 * max(x.shape[1], out_channels) * tw * x.itemsize):
+        size, rows = chunk.stop - chunk.start, stop - top
+        v = input_transform(x[chunk], band_padding(padding, top), (rows, tw), "winograd.v")
+        m = workspace.take("winograd.m", (16, out_channels, size * rows * tw), x.dtype, x)
         xp.matmul(u, v.transpose(1, 0, 2), out=m)
-        tiles = workspace.take("winograd.tiles", (4, out_channels * size * th * tw), x.dtype, x)
+        tiles = workspace.take("winograd.tiles", (4, out_channels * size * rows * tw), x.dtype, x)
         xp.matmul(transform("output", x), m.reshape(16, -1), out=tiles)
         # y[n, o, 2a + i, 2b + j] += tiles[(i, j), o, n, a, b]: a 2x2 stride-2 col2im (tiles do not overlap)
-        col2im(tiles.reshape(2, 2, out_channels, size, th, tw).transpose(3, 2, 0, 1, 4, 5), y[chunk].shape,
-               (2, 2), (0, 0), (1, 1), out=y[chunk])
+        col2im(tiles.reshape(2, 2, out_channels, size, rows, tw).transpose(3, 2, 0, 1, 4, 5), y[chunk].shape,
+               (2, 2), band_padding((0, 0), top), (1, 1), out=y[chunk])
     return y, (x, weight, bias is not None, padding)
 
 
@@ -161,21 +179,21 @@ def winograd_backward(dy, cache):
     th, tw = tile_grid(dy.shape[2:])
     dx = xp.zeros(x.shape, dtype=x.dtype)
     du = xp.zeros((16, out_channels, in_channels), dtype=x.dtype)
-    for chunk in chunks_within_budget(n, 16 * max(in_channels, out_channels) * th * tw * x.itemsize):
-        size = chunk.stop - chunk.start
-        dtiles = workspace.take("winograd.tiles", (4, out_channels * size * th * tw), dy.dtype, dy)
-        im2col(dy[chunk], (2, 2), (2, 2), (0, 0), (1, 1), grid=(th, tw),
-               out=dtiles.reshape(2, 2, out_channels, size, th, tw).transpose(3, 2, 0, 1, 4, 5))
+    for chunk, top, stop in tile_pieces(n, th, 16 * max(in_channels, out_channels) * tw * x.itemsize):
+        size, rows = chunk.stop - chunk.start, stop - top
+        dtiles = workspace.take("winograd.tiles", (4, out_channels * size * rows * tw), dy.dtype, dy)
+        im2col(dy[chunk], (2, 2), (2, 2), band_padding((0, 0), top), (1, 1), grid=(rows, tw),
+               out=dtiles.reshape(2, 2, out_channels, size, rows, tw).transpose(3, 2, 0, 1, 4, 5))
         # dM = (A^T kron A^T)^T dY
-        dm = workspace.take("winograd.m", (16, out_channels, size * th * tw), dy.dtype, dy)
+        dm = workspace.take("winograd.m", (16, out_channels, size * rows * tw), dy.dtype, dy)
         xp.matmul(transform("output", dy).T, dtiles, out=dm.reshape(16, -1))
-        v = input_transform(x[chunk], padding, (th, tw), "winograd.v")
-        # dU[k] = dM[k] @ V[k]^T, summed over chunks
+        v = input_transform(x[chunk], band_padding(padding, top), (rows, tw), "winograd.v")
+        # dU[k] = dM[k] @ V[k]^T, summed over pieces
         du += xp.matmul(dm, v.transpose(1, 2, 0))
         # dV[k] = U[k]^T @ dM[k]; then the tiles go back onto dx
         dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)
         xp.matmul(u.transpose(0, 2, 1), dm, out=dv.transpose(1, 0, 2))
-        input_transform_adjoint(dv, padding, (th, tw), dx[chunk])
+        input_transform_adjoint(dv, band_padding(padding, top), (rows, tw), dx[chunk])
     # dg = (G kron G)^T dU, computed as dU^T (O*C, 16) @ (G kron G) (16, 9): already in (O, C, 3, 3) order
     dweight = (du.reshape(16, -1).T @ transform("kernel", du)).reshape(out_channels, in_channels, 3, 3)
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
