@@ -303,7 +303,7 @@ BANDED_CASES = ([build_conv(config) for config in CONV_CONFIGS]
                 + [(Conv2d(3, 3, 3, padding=1), (2, 3, 9, 11))])     # C_out == C_in: the twin's backward
 
 
-# Above UNFOLD_BYTES of columns a sample is unfolded in bands of rows, each under shifted padding (conv.py::band_padding).
+# Above UNFOLD_BYTES of columns a sample is unfolded in bands of rows under shifted padding (im2col.band_padding).
 @pytest.mark.parametrize("case", range(len(BANDED_CASES)))
 @pytest.mark.parametrize("budget", [1, 200])
 def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, budget, monkeypatch, rng):

@@ -2,7 +2,7 @@
 import numpy
 import pytest
 
-from minidl.functional.im2col import col2im, im2col, output_grid
+from minidl.functional.im2col import band_padding, col2im, im2col, output_grid
 from minidl.functional.windows import pair, transposed_output_size, window_output_size
 
 GEOMETRIES = [
@@ -94,3 +94,19 @@ def test_pair_accepts_ints_and_pairs_only():
         pair((1, 2, 3), "stride")
     with pytest.raises(ValueError, match="padding"):
         pair((1.5, 2), "padding")
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [((1, 1), (1, 1), (1, 1)), ((2, 1), (2, 0), (1, 2)),
+                                                       ((3, 2), (0, 1), (2, 1))])
+def test_band_padding_unfolds_a_band_of_window_rows(stride, padding, dilation, rng):
+    x = rng.standard_normal((2, 3, 11, 9))
+    grid = output_grid(x.shape[2:], (3, 3), stride, padding, dilation)
+    whole = im2col(x, (3, 3), stride, padding, dilation).copy()
+    for top, stop in [(0, 2), (1, grid[0]), (grid[0] - 1, grid[0])]:
+        band = im2col(x, (3, 3), stride, band_padding(padding, stride, top), dilation, grid=(stop - top, grid[1]))
+        numpy.testing.assert_array_equal(band, whole[:, :, :, :, top:stop])
+        # the adjoint: adding the band's columns back equals adding back only those rows of the whole
+        rows_only = numpy.zeros_like(whole)
+        rows_only[:, :, :, :, top:stop] = whole[:, :, :, :, top:stop]
+        numpy.testing.assert_allclose(col2im(band, x.shape, stride, band_padding(padding, stride, top), dilation),
+                                      col2im(rows_only, x.shape, stride, padding, dilation), rtol=1e-13, atol=1e-13)

@@ -26,7 +26,7 @@ Wide 3x3 stride-1 convs on the CPU run by Winograd F(2x2, 3x3) instead
 (``minidl/functional/winograd.py``): the same result with 2.25x fewer multiplies.
 """
 from ..backend import cpu_budget, get_array_module, runs_winograd, samples_per_unfold
-from .im2col import col2im, im2col
+from .im2col import band_padding, col2im, im2col
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import workspace
 
@@ -55,11 +55,6 @@ def pieces(x, rows, bytes_per_row):
         step = rows if budget is None else max(1, min(rows, budget // max(1, chunk_row_bytes)))
         bands += [(chunk, top, min(top + step, rows)) for top in range(0, rows, step)]
     return bands
-
-
-def band_padding(padding, stride, top):
-    """The padding under which window row ``top`` is unfolded as row 0: the top padding less top * stride."""
-    return (padding[0] - top * stride[0], padding[1])
 
 
 def unfolded(x, kernel, stride, padding, dilation, grid):

@@ -25,6 +25,15 @@ def output_grid(input_hw, kernel, stride, padding, dilation):
                  for axis in range(2))
 
 
+def band_padding(padding, stride, top):
+    """The padding under which window row ``top`` is unfolded as row 0: the top padding less top * stride.
+
+    im2col and col2im (on the CPU) then cut or fill just the band of window rows from ``top``, which is how
+    convolutions and Winograd go through a large image in bands (negative when the band starts inside x).
+    """
+    return (padding[0] - top * stride[0], padding[1])
+
+
 def inside_range(size, count, offset, step):
     """Which of ``count`` taps at ``offset + q*step`` (q = 0..count-1) fall inside [0, size).
 
@@ -58,7 +67,7 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
     No padded copy of x is made: for each offset (i, j), the windows whose tap
     lands inside x copy one strided slice of x, and the rest get ``pad_value``.
     On the CPU a padding may be negative: the windows then start inside x, as
-    when a convolution unfolds a band of rows lower down (conv.py::band_padding).
+    when a convolution unfolds a band of rows lower down (``band_padding``).
     """
     if grid is None:
         grid = output_grid(x.shape[2:], kernel, stride, padding, dilation)

@@ -35,12 +35,12 @@ stride-1 windows of those planes; tile row u = 2 * (window row) + (phase r).
 The transformed tiles take 4x the input's memory, so the batch goes through
 in pieces within CHUNK_BYTES a buffer: whole samples where they fit, else
 bands of tile rows of one sample, the band from tile row a cut as row 0 under
-the top padding less 2a (``band_padding``).
+the top padding less 2a (``band_padding`` with the tiles' stride 2).
 """
 import numpy
 
 from ..backend import get_array_module
-from .im2col import col2im, im2col
+from .im2col import band_padding, col2im, im2col
 from .workspace import workspace
 
 B_T = numpy.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=numpy.float64)
@@ -108,11 +108,6 @@ def tile_pieces(n, tile_rows, bytes_per_tile_row):
             for sample in range(n) for top in range(0, tile_rows, step)]
 
 
-def band_padding(padding, top):
-    """The padding under which tile row ``top`` is cut as tile row 0: tiles step 2 rows, so 2 * top less."""
-    return (padding[0] - 2 * top, padding[1])
-
-
 def kernel_transform(weight):
     """weight (O, C, 3, 3) -> U (16, O, C) = (G kron G) g for every channel pair."""
     out_channels, in_channels = weight.shape[:2]
@@ -158,14 +153,14 @@ def winograd_forward(x, weight, bias, padding, grid):
     y[...] = 0 if bias is None else bias.reshape(1, -1, 1, 1)
     for chunk, top, stop in tile_pieces(n, th, 16 * max(x.shape[1], out_channels) * tw * x.itemsize):
         size, rows = chunk.stop - chunk.start, stop - top
-        v = input_transform(x[chunk], band_padding(padding, top), (rows, tw), "winograd.v")
+        v = input_transform(x[chunk], band_padding(padding, (2, 2), top), (rows, tw), "winograd.v")
         m = workspace.take("winograd.m", (16, out_channels, size * rows * tw), x.dtype, x)
         xp.matmul(u, v.transpose(1, 0, 2), out=m)
         tiles = workspace.take("winograd.tiles", (4, out_channels * size * rows * tw), x.dtype, x)
         xp.matmul(transform("output", x), m.reshape(16, -1), out=tiles)
         # y[n, o, 2a + i, 2b + j] += tiles[(i, j), o, n, a, b]: a 2x2 stride-2 col2im (tiles do not overlap)
         col2im(tiles.reshape(2, 2, out_channels, size, rows, tw).transpose(3, 2, 0, 1, 4, 5), y[chunk].shape,
-               (2, 2), band_padding((0, 0), top), (1, 1), out=y[chunk])
+               (2, 2), band_padding((0, 0), (2, 2), top), (1, 1), out=y[chunk])
     return y, (x, weight, bias is not None, padding)
 
 
@@ -182,18 +177,18 @@ def winograd_backward(dy, cache):
     for chunk, top, stop in tile_pieces(n, th, 16 * max(in_channels, out_channels) * tw * x.itemsize):
         size, rows = chunk.stop - chunk.start, stop - top
         dtiles = workspace.take("winograd.tiles", (4, out_channels * size * rows * tw), dy.dtype, dy)
-        im2col(dy[chunk], (2, 2), (2, 2), band_padding((0, 0), top), (1, 1), grid=(rows, tw),
+        im2col(dy[chunk], (2, 2), (2, 2), band_padding((0, 0), (2, 2), top), (1, 1), grid=(rows, tw),
                out=dtiles.reshape(2, 2, out_channels, size, rows, tw).transpose(3, 2, 0, 1, 4, 5))
         # dM = (A^T kron A^T)^T dY
         dm = workspace.take("winograd.m", (16, out_channels, size * rows * tw), dy.dtype, dy)
         xp.matmul(transform("output", dy).T, dtiles, out=dm.reshape(16, -1))
-        v = input_transform(x[chunk], band_padding(padding, top), (rows, tw), "winograd.v")
+        v = input_transform(x[chunk], band_padding(padding, (2, 2), top), (rows, tw), "winograd.v")
         # dU[k] = dM[k] @ V[k]^T, summed over pieces
         du += xp.matmul(dm, v.transpose(1, 2, 0))
         # dV[k] = U[k]^T @ dM[k]; then the tiles go back onto dx
         dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)
         xp.matmul(u.transpose(0, 2, 1), dm, out=dv.transpose(1, 0, 2))
-        input_transform_adjoint(dv, band_padding(padding, top), (rows, tw), dx[chunk])
+        input_transform_adjoint(dv, band_padding(padding, (2, 2), top), (rows, tw), dx[chunk])
     # dg = (G kron G)^T dU, computed as dU^T (O*C, 16) @ (G kron G) (16, 9): already in (O, C, 3, 3) order
     dweight = (du.reshape(16, -1).T @ transform("kernel", du)).reshape(out_channels, in_channels, 3, 3)
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
