@@ -167,7 +167,8 @@ def torch_kernels(torch):
     on oneDNN's and MKL's (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS) where set."""
     caps = [f"{name}={os.environ[name]}" for name in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
             if os.environ.get(name)]
-    return "; ".join([f"{torch.backends.cpu.get_cpu_capability()} kernels"] + caps)
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "unknown")()
+    return "; ".join([f"{capability} kernels"] + caps)
 
 
 def machine_summary():

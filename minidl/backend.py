@@ -67,8 +67,8 @@ def samples_per_unfold(x):
 
 def cpu_budget(x, nbytes):
     """How many bytes of temporaries a layer works through at once for ``x``'s device: ``nbytes`` on the
-    CPU, where chunks of a few MiB stay in cache and keep the workspace bounded whatever the image size
-    (docs/benchmarks.md); None (the whole batch at once) on a GPU, where fewer, larger launches pay."""
+    CPU, so its scratch buffers stay bounded whatever the image size (docs/benchmarks.md); None (the
+    whole batch at once) on a GPU, where fewer, larger launches pay."""
     return None if is_gpu_array(x) else nbytes
 
 

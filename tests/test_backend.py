@@ -126,3 +126,10 @@ def test_blas_core_reports_the_kernels_openblas_was_told_to_use():
     environment = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
     assert result.stdout.strip() == "Haswell"
+
+
+def test_cpu_budget_limits_host_arrays_only(monkeypatch):
+    x = numpy.zeros(3)
+    assert backend.cpu_budget(x, 1 << 20) == 1 << 20
+    monkeypatch.setattr(backend, "is_gpu_array", lambda array: True)   # as for a CuPy array
+    assert backend.cpu_budget(x, 1 << 20) is None

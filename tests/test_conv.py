@@ -303,30 +303,53 @@ BANDED_CASES = ([build_conv(config) for config in CONV_CONFIGS]
                 + [(Conv2d(3, 3, 3, padding=1), (2, 3, 9, 11))])     # C_out == C_in: the twin's backward
 
 
+def record_pieces(monkeypatch):
+    """Make conv.pieces log each call as (arguments, bands), to show that banding happened."""
+    calls, original = [], conv_functions.pieces
+
+    def logged(*arguments):
+        bands = original(*arguments)
+        calls.append((arguments, bands))
+        return bands
+    monkeypatch.setattr(conv_functions, "pieces", logged)
+    return calls
+
+
 # Above UNFOLD_BYTES of columns a sample is unfolded in bands of rows under shifted padding (im2col.band_padding).
 @pytest.mark.parametrize("case", range(len(BANDED_CASES)))
-@pytest.mark.parametrize("budget", [1, 200])
-def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, budget, monkeypatch, rng):
+@pytest.mark.parametrize("rows", [1, 2], ids=["one-row bands", "two-row bands"])
+def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, rows, monkeypatch, rng):
     module, shape = BANDED_CASES[case]
     module.double()
     x = rng.standard_normal(shape)
+    calls = record_pieces(monkeypatch)
     whole = forward_and_backward(module, x)
-    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", budget)    # 1: one row a band; 200: a few rows
+    # a budget of `rows` rows of the narrowest columns unfolded (of a grid of at least 3 rows): that
+    # unfolding goes in bands of `rows` rows, the others in bands of at least one
+    row_bytes = [channels * kernel[0] * kernel[1] * grid[1] * 8 for (_, channels, kernel, grid), _ in calls
+                 if grid[0] >= 3]
+    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", rows * min(row_bytes))
+    calls.clear()
     banded = forward_and_backward(module, x)
     for got, expected in zip(banded, whole):
         numpy.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert max(len(bands) for _, bands in calls) > shape[0], "no unfolding was cut into bands"
+    assert rows in [stop - top for _, bands in calls for _, top, stop in bands]
 
 
-def test_pieces_cut_each_sample_into_row_bands_within_the_budget(monkeypatch):
+def test_pieces_cut_each_sample_into_even_row_bands_within_the_budget(monkeypatch):
     from minidl.functional.conv import pieces
     monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1000)
     x = numpy.zeros((2, 1, 10, 4), dtype=numpy.float32)
-    # 300 bytes a row: 3 rows a band, the last band shorter
-    assert pieces(x, 10, 300) == [(slice(s, s + 1), top, stop) for s in range(2)
-                                  for top, stop in [(0, 3), (3, 6), (6, 9), (9, 10)]]
-    assert pieces(x, 10, 5000) == [(slice(s, s + 1), row, row + 1) for s in range(2) for row in range(10)]
+    # 3 channels x 5x5 kernel x 1 column x 4 bytes = 300 bytes a row: at most 3 rows a band, 4 bands of 3, 3, 3, 1
+    assert pieces(x, 3, (5, 5), (10, 1)) == [(slice(s, s + 1), top, stop) for s in range(2)
+                                             for top, stop in [(0, 3), (3, 6), (6, 9), (9, 10)]]
+    # 8 rows of 300 bytes, at most 3 a band: 3 bands, as even as can be
+    assert pieces(x, 3, (5, 5), (8, 1)) == [(slice(s, s + 1), top, stop) for s in range(2)
+                                            for top, stop in [(0, 3), (3, 6), (6, 8)]]
+    assert pieces(x, 50, (5, 5), (10, 1)) == [(slice(s, s + 1), row, row + 1) for s in range(2) for row in range(10)]
     monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1 << 20)
-    assert pieces(x, 10, 300) == [(slice(0, 1), 0, 10), (slice(1, 2), 0, 10)]
+    assert pieces(x, 3, (5, 5), (10, 1)) == [(slice(0, 1), 0, 10), (slice(1, 2), 0, 10)]
 
 
 @pytest.mark.parametrize("layer", ["conv", "transposed"])

@@ -2,7 +2,7 @@
 import numpy
 import pytest
 
-from minidl.functional.im2col import band_padding, col2im, im2col, output_grid
+from minidl.functional.im2col import band_padding, col2im, im2col, output_grid, row_bands
 from minidl.functional.windows import pair, transposed_output_size, window_output_size
 
 GEOMETRIES = [
@@ -110,3 +110,12 @@ def test_band_padding_unfolds_a_band_of_window_rows(stride, padding, dilation, r
         rows_only[:, :, :, :, top:stop] = whole[:, :, :, :, top:stop]
         numpy.testing.assert_allclose(col2im(band, x.shape, stride, band_padding(padding, stride, top), dilation),
                                       col2im(rows_only, x.shape, stride, padding, dilation), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("rows, max_rows, bands", [(10, 3, [(0, 3), (3, 6), (6, 9), (9, 10)]),
+                                                   (8, 3, [(0, 3), (3, 6), (6, 8)]),
+                                                   (56, 36, [(0, 28), (28, 56)]),
+                                                   (5, 0, [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]),
+                                                   (4, 9, [(0, 4)]), (0, 3, [])])
+def test_row_bands_are_the_fewest_within_the_limit_and_even(rows, max_rows, bands):
+    assert row_bands(rows, max_rows) == bands

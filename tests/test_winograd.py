@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3): equal to the im2col convolution, finite differences, PyTorch parity, when it is chosen."""
+"""Winograd F(4x4, 3x3) and F(2x2, 3x3): equal to the im2col convolution, finite differences, PyTorch parity,
+when each is chosen."""
 import numpy
 import pytest
 
@@ -10,8 +11,12 @@ from minidl.nn import Conv2d
 from helpers import assert_close
 from test_conv import assert_parity
 
-# (batch, C_in, C_out, (H, W), padding): odd and even sizes, every padding 0..3 and asymmetric ones
+# (batch, C_in, C_out, (H, W), padding): odd and even sizes, every padding 0..3 and asymmetric ones; outputs
+# of at least 16x16 take F(4x4, 3x3) (the first three), smaller ones F(2x2, 3x3)
 GEOMETRIES = [
+    (2, 3, 4, (18, 21), (1, 1)),
+    (1, 2, 3, (17, 16), (0, 1)),
+    (2, 3, 2, (19, 23), (2, 0)),
     (2, 3, 4, (7, 9), (1, 1)),
     (2, 5, 3, (8, 8), (0, 0)),
     (1, 2, 3, (6, 5), (2, 2)),
@@ -20,7 +25,7 @@ GEOMETRIES = [
     (3, 2, 2, (3, 3), (1, 1)),
     (1, 1, 1, (3, 4), (0, 1)),
 ]
-WIDE = 80  # C*O = 6400 = 40 (C + O): the narrowest equal-width conv winograd_pays accepts
+WIDE = 64  # C*O = 4096 = 32 (C + O): the narrowest equal-width conv winograd_pays accepts
 
 
 def direct_conv(x, weight, bias, padding, grid):
@@ -28,14 +33,24 @@ def direct_conv(x, weight, bias, padding, grid):
     return correlate(x, weight, (1, 1), padding, (1, 1), grid) + bias.reshape(1, -1, 1, 1)
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 3000, 1 << 30], ids=["one tile row a piece", "bands", "whole batch"])
+@pytest.mark.parametrize("rows", [1, 2, None], ids=["one-tile-row bands", "two-tile-row bands", "whole batch"])
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
-def test_winograd_equals_the_im2col_convolution(geometry, chunk_bytes, rng, monkeypatch):
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+def test_winograd_equals_the_im2col_convolution(geometry, rows, rng, monkeypatch):
     n, c, o, (h, w), padding = geometry
     x, weight, bias = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, 3, 3)), rng.standard_normal(o)
     grid = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    m = winograd.tile_size(grid)
+    (th, tw), t = winograd.tile_grid(grid, m), m + 2
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1 << 30 if rows is None else rows * t * t * max(c, o) * tw * 8)
+    pieces, original = [], winograd.tile_pieces
+
+    def logged(*arguments):
+        pieces.append(original(*arguments))
+        return pieces[-1]
+    monkeypatch.setattr(winograd, "tile_pieces", logged)
     y, cache = winograd.winograd_forward(x, weight, bias, padding, grid)
+    if rows is not None and th > rows:
+        assert len(pieces[0]) > n and rows in [stop - top for _, top, stop in pieces[0]]
     assert_close(y, direct_conv(x, weight, bias, padding, grid), rtol=1e-12, atol=1e-12, name="output")
     dy = rng.standard_normal(y.shape)
     monkeypatch.setattr(winograd, "MIN_CHANNEL_RATIO", 10 ** 9)  # the reference below must not take this path
@@ -47,31 +62,39 @@ def test_winograd_equals_the_im2col_convolution(geometry, chunk_bytes, rng, monk
         assert_close(actual, wanted, rtol=1e-12, atol=1e-12, name=name)
 
 
-def test_pieces_are_whole_samples_within_the_budget_else_bands_of_tile_rows(monkeypatch):
-    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1000)
+def test_pieces_are_whole_samples_within_the_budget_else_even_bands_of_tile_rows():
     # 100 bytes a tile row, 4 rows: 400 bytes a sample, two samples a piece
-    assert winograd.tile_pieces(5, 4, 100) == [(slice(0, 2), 0, 4), (slice(2, 4), 0, 4), (slice(4, 5), 0, 4)]
-    # 300 bytes a tile row, 5 rows: a sample passes the budget, so bands of 3 rows
-    assert winograd.tile_pieces(2, 5, 300) == [(slice(s, s + 1), top, stop) for s in range(2)
-                                                for top, stop in [(0, 3), (3, 5)]]
-    assert winograd.tile_pieces(1, 2, 5000) == [(slice(0, 1), 0, 1), (slice(0, 1), 1, 2)]
+    assert winograd.tile_pieces(5, 4, 100, 1000) == [(slice(0, 2), 0, 4), (slice(2, 4), 0, 4), (slice(4, 5), 0, 4)]
+    # 300 bytes a tile row, 5 rows: a sample passes the budget, so bands of at most 3 rows, as even as can be
+    assert winograd.tile_pieces(2, 5, 300, 1000) == [(slice(s, s + 1), top, stop) for s in range(2)
+                                                      for top, stop in [(0, 3), (3, 5)]]
+    assert winograd.tile_pieces(1, 7, 300, 1000) == [(slice(0, 1), 0, 3), (slice(0, 1), 3, 6), (slice(0, 1), 6, 7)]
+    assert winograd.tile_pieces(1, 2, 5000, 1000) == [(slice(0, 1), 0, 1), (slice(0, 1), 1, 2)]
+    assert winograd.tile_pieces(3, 9, 5000, None) == [(slice(0, 3), 0, 9)]     # no budget: the whole batch
 
 
-def test_the_transforms_compute_one_tile_as_lavin_and_gray_write_it(rng):
-    """y = A^T [(G g G^T) * (B^T d B)] A on one 4x4 tile equals the 2x2 valid correlation of d with g."""
-    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
-    y = winograd.A_T @ ((winograd.G @ g @ winograd.G.T) * (winograd.B_T @ d @ winograd.B_T.T)) @ winograd.A_T.T
-    expected = [[numpy.sum(d[i:i + 3, j:j + 3] * g) for j in range(2)] for i in range(2)]
-    assert_close(y, numpy.array(expected), rtol=1e-14, atol=1e-14)
+@pytest.mark.parametrize("m", [2, 4])
+def test_the_transforms_compute_one_tile_as_lavin_and_gray_write_it(m, rng):
+    """y = A^T [(G g G^T) * (B^T d B)] A on one (m+2)x(m+2) tile equals the m x m valid correlation of d with g."""
+    b_t, g_matrix, a_t = (numpy.array(matrix) for matrix in winograd.MATRICES[m])
+    d, g = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
+    y = a_t @ ((g_matrix @ g @ g_matrix.T) * (b_t @ d @ b_t.T)) @ a_t.T
+    expected = [[numpy.sum(d[i:i + 3, j:j + 3] * g) for j in range(m)] for i in range(m)]
+    assert_close(y, numpy.array(expected), rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_wide_conv2d_finite_differences(bias, rng):
+@pytest.mark.parametrize("output_hw, m", [((16, 16), 4), ((224, 17), 4), ((15, 200), 2), ((14, 14), 2), ((8, 12), 2)])
+def test_outputs_of_16_pixels_a_side_take_4x4_tiles(output_hw, m):
+    assert winograd.tile_size(output_hw) == m
+
+
+@pytest.mark.parametrize("bias, size", [(True, (5, 7)), (False, (5, 7)), (True, (16, 17))], ids=str)
+def test_wide_conv2d_finite_differences(bias, size, rng):
     module = Conv2d(WIDE, WIDE, 3, padding=1, bias=bias)
-    _, cache = conv2d_forward(rng.standard_normal((2, WIDE, 5, 7)), module.weight.data, None, (1, 1), (1, 1), (1, 1),
-                              (5, 7))
+    _, cache = conv2d_forward(rng.standard_normal((2, WIDE) + size), module.weight.data, None, (1, 1), (1, 1), (1, 1),
+                              size)
     assert cache[0] == "winograd"
-    errors = check_module(module, rng.standard_normal((2, WIDE, 5, 7)), max_elements=200)
+    errors = check_module(module, rng.standard_normal((2, WIDE) + size), max_elements=200)
     assert set(errors) == {"input", "weight"} | ({"bias"} if bias else set())
     assert max(errors.values()) < TOLERANCE, errors
 
@@ -86,11 +109,12 @@ def test_wide_conv2d_matches_pytorch(dtype, rtol, size, torch, rng):
 
 
 @pytest.mark.parametrize("shape,stride,dilation,expected", [
-    ((128, 64, 3, 3), (1, 1), (1, 1), True),     # 64 -> 128: 8192 >= 40 * 192
-    ((80, 80, 3, 3), (1, 1), (1, 1), True),
+    ((128, 64, 3, 3), (1, 1), (1, 1), True),     # 64 -> 128: 8192 >= 32 * 192
+    ((64, 64, 3, 3), (1, 1), (1, 1), True),      # 4096 >= 32 * 128: the threshold
     ((512, 512, 3, 3), (1, 1), (1, 1), True),
-    ((64, 64, 3, 3), (1, 1), (1, 1), False),     # too narrow: the transforms cost more than they save
-    ((64, 128, 3, 3), (1, 1), (1, 1), False),    # C_out < C_in: the transposed twin is cheaper
+    ((64, 128, 3, 3), (1, 1), (1, 1), True),     # 128 -> 64 too: Winograd before the transposed twin
+    ((64, 32, 3, 3), (1, 1), (1, 1), False),     # 32 -> 64: too narrow, the transforms cost more than they save
+    ((32, 64, 3, 3), (1, 1), (1, 1), False),     # 64 -> 32: the transposed twin is cheaper
     ((256, 256, 3, 3), (2, 2), (1, 1), False),   # stride 2
     ((256, 256, 3, 3), (1, 1), (2, 2), False),   # dilated
     ((256, 256, 5, 5), (1, 1), (1, 1), False),   # not 3x3

@@ -9,10 +9,12 @@ So conv's input gradient is a transposed conv of dy, and a transposed conv's
 input gradient is a conv of dy, with the same weight and geometry.
 
 On the CPU the unfolding goes one sample at a time and, where a sample's
-columns would pass ``UNFOLD_BYTES`` (16 MiB), in bands of rows: the band
-starting at row r is unfolded as row 0 under the padding p - r * stride
-(``band_padding``), which im2col and col2im take as they take any padding.
-The sums are the same; only the workspace stays bounded for large images.
+columns would pass ``UNFOLD_BYTES`` (16 MiB), in bands of rows of the window
+grid (y's rows for a conv, x's for a transposed conv, whose col2im then adds
+overlapping rows): the band starting at row r is unfolded as row 0 under the
+padding p - r * stride (``band_padding``), which im2col and col2im take as
+they take any padding. The sums are the same; only the workspace stays
+bounded for large images.
 
 A stride-1 convolution is also a transposed convolution: with the kernel
 flipped in space and its two channel axes swapped (``transposed_twin``) and
@@ -22,11 +24,12 @@ stride-1 conv through its twin when C_out < C_in (a decoder conv, say), and
 its backward is then the twin's backward. The results are equal; only the
 memory traffic differs.
 
-Wide 3x3 stride-1 convs on the CPU run by Winograd F(2x2, 3x3) instead
-(``minidl/functional/winograd.py``): the same result with 2.25x fewer multiplies.
+Wide 3x3 stride-1 convs on the CPU run by Winograd F(4x4, 3x3), or F(2x2, 3x3)
+for outputs under 16 pixels a side, instead (``minidl/functional/winograd.py``):
+the same result with 4x (2.25x) fewer multiplies.
 """
 from ..backend import cpu_budget, get_array_module, runs_winograd, samples_per_unfold
-from .im2col import band_padding, col2im, im2col
+from .im2col import band_padding, col2im, im2col, row_bands
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import workspace
 
@@ -44,16 +47,19 @@ def sample_chunks(x):
     return [slice(start, min(start + step, x.shape[0])) for start in range(0, x.shape[0], step)]
 
 
-def pieces(x, rows, bytes_per_row):
-    """The pieces a batch is unfolded in: (sample slice, first row, stop row) for each of ``sample_chunks(x)``
-    cut into bands of the ``rows`` rows being unfolded, each band's columns (``bytes_per_row`` a row and
-    sample) within UNFOLD_BYTES on the CPU, at least one row a band."""
+def pieces(x, channels, kernel, grid):
+    """The pieces a batch is unfolded in: (sample slice, first row, stop row).
+
+    Each of ``sample_chunks(x)`` is cut into bands of the rows of ``grid``, the grid of windows being
+    unfolded (channels*kh*kw values a window), each band's columns within UNFOLD_BYTES on the CPU; on
+    a GPU every chunk is one band of all rows.
+    """
     budget = cpu_budget(x, UNFOLD_BYTES)
+    row_bytes = max(1, channels * kernel[0] * kernel[1] * grid[1] * x.itemsize)
     bands = []
     for chunk in sample_chunks(x):
-        chunk_row_bytes = bytes_per_row * (chunk.stop - chunk.start)
-        step = rows if budget is None else max(1, min(rows, budget // max(1, chunk_row_bytes)))
-        bands += [(chunk, top, min(top + step, rows)) for top in range(0, rows, step)]
+        max_rows = grid[0] if budget is None else budget // (row_bytes * (chunk.stop - chunk.start))
+        bands += [(chunk, top, stop) for top, stop in row_bands(grid[0], max_rows)]
     return bands
 
 
@@ -71,7 +77,7 @@ def correlate(x, weight, stride, padding, dilation, grid):
     n, out_channels = x.shape[0], weight.shape[0]
     y = xp.empty((n, out_channels, grid[0] * grid[1]), dtype=x.dtype)
     kernel, width = weight.shape[2:], grid[1]
-    for chunk, top, stop in pieces(x, grid[0], x.shape[1] * kernel[0] * kernel[1] * width * x.itemsize):
+    for chunk, top, stop in pieces(x, x.shape[1], kernel, grid):
         cols = unfolded(x[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, width))
         xp.matmul(_weight_matrix(weight), cols, out=y[chunk, :, top * width:stop * width])
     return y.reshape(n, out_channels, grid[0], grid[1])
@@ -87,7 +93,7 @@ def scatter(x, weight, stride, padding, dilation, output_hw):
     _, out_channels, kh, kw = weight.shape
     y = xp.zeros((n, out_channels) + tuple(output_hw), dtype=x.dtype)
     flat_x = x.reshape(n, in_channels, h * w)
-    for chunk, top, stop in pieces(x, h, out_channels * kh * kw * w * x.itemsize):
+    for chunk, top, stop in pieces(x, out_channels, (kh, kw), (h, w)):
         size = chunk.stop - chunk.start
         cols = workspace.take("conv.scatter", (size, out_channels * kh * kw, (stop - top) * w), x.dtype, x)
         xp.matmul(_weight_matrix(weight).T, flat_x[chunk, :, top * w:stop * w], out=cols)
@@ -160,7 +166,7 @@ def conv2d_backward(dy, cache):
     dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
     kernel, (rows, width) = weight.shape[2:], dy.shape[2:]
     flat_dy = dy.reshape(dy.shape[0], dy.shape[1], rows * width)
-    for chunk, top, stop in pieces(x, rows, x.shape[1] * kernel[0] * kernel[1] * width * x.itemsize):
+    for chunk, top, stop in pieces(x, x.shape[1], kernel, (rows, width)):
         cols = unfolded(x[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, width))
         dweight += _weight_gradient(flat_dy[chunk, :, top * width:stop * width], cols)
     # db[o] = sum_{n, p} dy[n, o, p]
@@ -184,7 +190,7 @@ def conv_transpose2d_backward(dy, cache):
     dx = xp.empty((n, in_channels, h * w), dtype=dy.dtype)
     dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
     kernel, flat_x = weight.shape[2:], x.reshape(n, in_channels, h * w)
-    for chunk, top, stop in pieces(dy, h, dy.shape[1] * kernel[0] * kernel[1] * w * dy.itemsize):
+    for chunk, top, stop in pieces(dy, dy.shape[1], kernel, (h, w)):
         cols = unfolded(dy[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, w))
         # dx[n] = W (Cin, Cout*kh*kw) @ cols(dy)[n]: the conv of dy, sampled on x's grid
         xp.matmul(_weight_matrix(weight), cols, out=dx[chunk, :, top * w:stop * w])

@@ -28,10 +28,19 @@ def output_grid(input_hw, kernel, stride, padding, dilation):
 def band_padding(padding, stride, top):
     """The padding under which window row ``top`` is unfolded as row 0: the top padding less top * stride.
 
-    im2col and col2im (on the CPU) then cut or fill just the band of window rows from ``top``, which is how
-    convolutions and Winograd go through a large image in bands (negative when the band starts inside x).
+    im2col and col2im then cut or fill just the band of window rows from ``top``, which is how convolutions
+    and Winograd go through a large image in bands (negative when the band starts inside x).
     """
     return (padding[0] - top * stride[0], padding[1])
+
+
+def row_bands(rows, max_rows):
+    """[(top, stop), ...]: ``rows`` rows in the fewest bands of at most ``max_rows`` (at least 1), as even as can be."""
+    if rows <= 0:
+        return []
+    count = -(-rows // max(1, max_rows))
+    step = -(-rows // count)
+    return [(top, min(top + step, rows)) for top in range(0, rows, step)]
 
 
 def inside_range(size, count, offset, step):
@@ -66,8 +75,9 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
 
     No padded copy of x is made: for each offset (i, j), the windows whose tap
     lands inside x copy one strided slice of x, and the rest get ``pad_value``.
-    On the CPU a padding may be negative: the windows then start inside x, as
-    when a convolution unfolds a band of rows lower down (``band_padding``).
+    A padding may be negative: the windows then start inside x, as when a
+    convolution unfolds a band of rows lower down (``band_padding``; only host
+    arrays are unfolded in bands).
     """
     if grid is None:
         grid = output_grid(x.shape[2:], kernel, stride, padding, dilation)
