@@ -142,3 +142,14 @@ def test_a_wide_conv_layer_runs_by_winograd_and_keeps_its_results(rng, monkeypat
     assert_close(plain.backward(dy), dx, rtol=1e-12, atol=1e-12, name="dx")
     for name, parameter in plain.named_parameters():
         assert_close(parameter.grad, grads[name], rtol=1e-12, atol=1e-12, name=name)
+
+
+def test_an_empty_batch_gives_zero_weight_gradients(rng):
+    module = Conv2d(WIDE, WIDE, 3, padding=1)
+    module.weight.grad[...] = 0
+    y = module(numpy.zeros((0, WIDE, 20, 20), dtype=numpy.float32))
+    assert module.cache[0][0] == "winograd" and y.shape == (0, WIDE, 20, 20)
+    module.weight.grad[...] = 0
+    dx = module.backward(numpy.zeros(y.shape, dtype=numpy.float32))
+    assert dx.shape == (0, WIDE, 20, 20)
+    assert not module.weight.grad.any() and not module.bias.grad.any()

@@ -191,9 +191,14 @@ def winograd_backward(dy, cache):
     u = kernel_transform(weight, m)
     th, tw = tile_grid(dy.shape[2:], m)
     dx = xp.zeros(x.shape, dtype=x.dtype)
-    du = xp.zeros(u.shape, dtype=x.dtype)
-    for chunk, top, stop in tile_pieces(n, th, (m + 2) ** 2 * max(in_channels, out_channels) * tw * x.itemsize,
-                                        cpu_budget(x, CHUNK_BYTES)):
+    pieces = tile_pieces(n, th, (m + 2) ** 2 * max(in_channels, out_channels) * tw * x.itemsize,
+                         cpu_budget(x, CHUNK_BYTES))
+    # dU in a reused buffer, the first piece's product written straight into it: a fresh accumulator of this
+    # size page-faults on every step (docs/benchmarks.md); an empty batch has no pieces and dU = 0
+    du = workspace.take("winograd.du", u.shape, x.dtype, x)
+    if not pieces:
+        du.fill(0)
+    for index, (chunk, top, stop) in enumerate(pieces):
         size, rows = chunk.stop - chunk.start, stop - top
         dtiles = workspace.take("winograd.tiles", (m * m, out_channels * size * rows * tw), dy.dtype, dy)
         im2col(dy[chunk], (m, m), (m, m), band_padding((0, 0), (m, m), top), (1, 1), grid=(rows, tw),
@@ -203,7 +208,10 @@ def winograd_backward(dy, cache):
         xp.matmul(transform(m, "output", dy).T, dtiles, out=dm.reshape(len(u), -1))
         v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), "winograd.v")
         # dU[k] = dM[k] @ V[k]^T, summed over pieces
-        du += xp.matmul(dm, v.transpose(1, 2, 0))
+        product = du if index == 0 else workspace.take("winograd.du_piece", u.shape, x.dtype, x)
+        xp.matmul(dm, v.transpose(1, 2, 0), out=product)
+        if index:
+            du += product
         # dV[k] = U[k]^T @ dM[k]; then the tiles go back onto dx
         dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)
         xp.matmul(u.transpose(0, 2, 1), dm, out=dv.transpose(1, 0, 2))
