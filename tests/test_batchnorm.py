@@ -151,3 +151,57 @@ def test_empty_batch_in_eval_mode_passes_through_and_training_refuses_it():
     with pytest.raises(ValueError, match=r"BatchNorm2d: an empty batch has no batch statistics \(training mode\), "
                                          r"got input of shape \(0, 2, 6, 6\)"):
         minidl.nn.BatchNorm2d(2)(numpy.zeros((0, 2, 6, 6), numpy.float32))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_channel_blocks_give_the_same_result_as_one_block(training, rng, monkeypatch):
+    from minidl.functional import batchnorm
+    layer = _randomised(minidl.nn.BatchNorm2d(5).double(), rng).train(training)
+    x = rng.standard_normal((3, 5, 6, 7)) * 3 + 2
+    dy = rng.standard_normal(x.shape)
+    state = {name: value.copy() for name, value in layer.state_dict().items()}
+    whole = (layer(x), layer.backward(dy), layer.weight.grad.copy(), layer.bias.grad.copy(), layer.running_var.copy())
+    assert batchnorm.channel_blocks(x) == [slice(0, 5)]
+    monkeypatch.setattr(batchnorm, "BLOCK_BYTES", 2 * 6 * 7 * 8 * 3)   # two channels of all three samples
+    assert batchnorm.channel_blocks(x) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    layer.load_state_dict(state)
+    layer.zero_grad()
+    blocked = (layer(x), layer.backward(dy), layer.weight.grad, layer.bias.grad, layer.running_var)
+    for name, a, b in zip(("y", "dx", "dweight", "dbias", "running_var"), whole, blocked):
+        assert_close(b, a, rtol=1e-13, atol=1e-13, name=name)
+
+
+def test_gradcheck_and_torch_parity_one_channel_a_block(torch, rng, monkeypatch):
+    from minidl.functional import batchnorm
+    monkeypatch.setattr(batchnorm, "BLOCK_BYTES", 1)
+    x = rng.standard_normal((2, 3, 3, 4)) * 2 + 1
+    assert len(batchnorm.channel_blocks(x)) == 3
+    errors = check_module(_randomised(minidl.nn.BatchNorm2d(3).double(), rng), x)
+    assert max(errors.values()) < TOLERANCE, errors
+    torch_layer = torch.nn.BatchNorm2d(3).double()
+    with torch.no_grad():
+        torch_layer.weight.uniform_(0.5, 1.5)
+        torch_layer.bias.uniform_(-1, 1)
+    layer = minidl.nn.BatchNorm2d(3).double()
+    copy_weights(torch_layer, layer)
+    dy = rng.standard_normal(x.shape)
+    x_torch = torch.tensor(x, requires_grad=True)
+    y_torch = torch_layer(x_torch)
+    y_torch.backward(torch.tensor(dy))
+    assert_close(layer(x), y_torch.detach().numpy(), rtol=1e-10, atol=1e-12, name="y")
+    assert_close(layer.backward(dy), x_torch.grad.numpy(), rtol=1e-10, atol=1e-12, name="dx")
+    assert_close(layer.weight.grad, torch_layer.weight.grad.numpy(), rtol=1e-10, atol=1e-12, name="dweight")
+    assert_close(layer.bias.grad, torch_layer.bias.grad.numpy(), rtol=1e-10, atol=1e-12, name="dbias")
+    assert_close(layer.running_var, torch_layer.running_var.numpy(), rtol=1e-12, name="running_var")
+
+
+def test_eval_backward_uses_the_running_mean_of_its_forward(rng):
+    from minidl.functional.batchnorm import batch_norm2d_backward, batch_norm2d_forward
+    x, dy = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 4, 4))
+    running_mean, running_var, weight = rng.standard_normal(3), rng.uniform(0.5, 2, 3), rng.uniform(0.5, 1.5, 3)
+    _, cache = batch_norm2d_forward(x, running_mean, running_var, weight, None, False, 0.1, 1e-5)
+    expected = ((dy * (x - running_mean.reshape(1, 3, 1, 1))).sum(axis=(0, 2, 3))
+                / numpy.sqrt(running_var + 1e-5))
+    running_mean += 5.0    # a later training step moves the running statistics before this backward
+    _, dweight, _ = batch_norm2d_backward(dy, cache)
+    assert_close(dweight, expected, rtol=1e-12, atol=1e-12, name="dweight")

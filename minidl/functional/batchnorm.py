@@ -7,13 +7,17 @@ Training normalises with the batch's statistics and moves the running ones
 towards them (the running variance uses the unbiased var_c * M / (M - 1)),
 as PyTorch; evaluation normalises with the running statistics. Statistics are
 computed in the input's dtype.
+
+x - mean is never stored whole: on the CPU each pass makes it a few channels
+at a time, all samples (``centered_blocks``, about 1 MiB, so it stays in
+cache), and does all of that channel's work on it: the variance and y in the
+forward pass, dbias, dweight and dx in the backward pass. That saves a
+full-size array and several passes over memory each way.
 """
-from ..backend import get_array_module
+from ..backend import cpu_budget, get_array_module
+from .workspace import workspace
 
-
-def _per_channel(vector):
-    """(C,) -> (1, C, 1, 1), to broadcast over (N, C, H, W)."""
-    return vector.reshape(1, -1, 1, 1)
+BLOCK_BYTES = 1 << 20
 
 
 def channel_sum(x):
@@ -22,18 +26,31 @@ def channel_sum(x):
     return x.reshape(n, c, h * w).sum(axis=2).sum(axis=0)
 
 
-def channel_dot(a, b):
-    """(N, C, H, W) twice -> (C,): sum over n, h, w of a * b, one BLAS dot per plane (no temporary)."""
-    n, c, h, w = a.shape
-    return (a.reshape(n, c, 1, h * w) @ b.reshape(n, c, h * w, 1)).sum(axis=(0, 2, 3))
+def plane_dots(a, b):
+    """a, b (n, k, P) -> (k,): sum over n and P of a * b, one BLAS dot per plane (no temporary)."""
+    return (a[:, :, None, :] @ b[:, :, :, None]).sum(axis=(0, 2, 3))
 
 
-def batch_statistics(x):
-    """x (N, C, H, W) -> centered x - mean (N, C, H, W), mean (C,), biased variance (C,)."""
-    count = x.size // x.shape[1]
-    mean = channel_sum(x) / count
-    centered = x - _per_channel(mean)
-    return centered, mean, channel_dot(centered, centered) / count
+def channel_blocks(x):
+    """Channel slices covering x (N, C, H, W), each block x[:, slice] within BLOCK_BYTES on the CPU (at
+    least one channel); all channels at once on a GPU."""
+    n, c, h, w = x.shape
+    budget = cpu_budget(x, BLOCK_BYTES)
+    step = c if budget is None else max(1, budget // max(1, n * h * w * x.itemsize))
+    return [slice(first, min(first + step, c)) for first in range(0, c, step)]
+
+
+def centered_blocks(x, mean):
+    """Yield (channels, block): block (N, k, H*W) = x[:, channels] - mean[channels], in one reused buffer
+    (valid until the next block)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, h * w)
+    for channels in channel_blocks(x):
+        part = flat[:, channels]
+        block = workspace.take("batchnorm.centered", part.shape, x.dtype, x)
+        xp.subtract(part, mean[channels, None], out=block)
+        yield channels, block
 
 
 def update_running_statistics(running_mean, running_var, mean, var, count, momentum):
@@ -50,36 +67,57 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
     ``training``: normalise with the batch statistics and, when running_mean and
     running_var (C,) are given, update them in place with ``momentum``; otherwise
     normalise with the running statistics. weight and bias (C,) may be None.
-    The cache keeps x - mean and 1 / sqrt(var + eps), whose product is xhat.
+    The cache keeps x itself (not a copy), the mean and 1 / sqrt(var + eps).
     """
-    if training:
-        centered, mean, var = batch_statistics(x)
-        if running_mean is not None:
-            update_running_statistics(running_mean, running_var, mean, var, x.size // x.shape[1], momentum)
-    else:
-        centered, var = x - _per_channel(running_mean), running_var
-    inv_std = 1 / get_array_module(x).sqrt(var + eps)
-    y = centered * _per_channel(inv_std if weight is None else weight * inv_std)
-    if bias is not None:
-        y += _per_channel(bias)
-    return y, (centered, inv_std, weight, bias is not None, training)
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    count = n * h * w
+    # two passes: the mean, then the mean of (x - mean)^2 (more accurate than mean(x^2) - mean^2)
+    # (in eval, the cache's own copy of running_mean, which may move before backward)
+    mean = channel_sum(x) / count if training else running_mean.copy()
+    var = xp.empty_like(mean) if training else running_var
+    inv_std = xp.empty_like(mean)
+    y = xp.empty(x.shape, dtype=x.dtype)
+    flat_y = y.reshape(n, c, h * w)
+    for channels, block in centered_blocks(x, mean):
+        if training:
+            var[channels] = plane_dots(block, block) / count
+        inv_std[channels] = 1 / xp.sqrt(var[channels] + eps)
+        scale = inv_std[channels] if weight is None else weight[channels] * inv_std[channels]
+        # y = (x - mean) * weight * inv_std + bias
+        out = flat_y[:, channels]
+        xp.multiply(block, scale[:, None], out=out)
+        if bias is not None:
+            out += bias[channels, None]
+    if training and running_mean is not None:
+        update_running_statistics(running_mean, running_var, mean, var, count, momentum)
+    return y, (x, mean, inv_std, weight, bias is not None, training)
 
 
 def batch_norm2d_backward(dy, cache):
     """dy (N, C, H, W) -> dx (N, C, H, W), dweight (C,) or None, dbias (C,) or None (None where not given)."""
-    centered, inv_std, weight, has_bias, training = cache
-    # dbias = sum_{n,h,w} dy;  dweight = sum_{n,h,w} dy * xhat, with xhat = centered * inv_std
-    dbias = channel_sum(dy)
-    dweight = channel_dot(dy, centered) * inv_std
-    scale = _per_channel(inv_std if weight is None else weight * inv_std)
-    if training:
-        count = dy.size // dy.shape[1]
-        # dx = (1/M) inv_std (M dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with dxhat = weight * dy
-        dx = centered * _per_channel(-inv_std * dweight / count)
-        dx += dy
-        dx -= _per_channel(dbias / count)
-        dx *= scale
-    else:
-        # dx = dy * weight * inv_std: the running statistics are constants
-        dx = dy * scale
+    x, mean, inv_std, weight, has_bias, training = cache
+    xp = get_array_module(dy)
+    n, c, h, w = dy.shape
+    count = n * h * w
+    flat_dy = dy.reshape(n, c, h * w)
+    dx = xp.empty(dy.shape, dtype=dy.dtype)
+    flat_dx = dx.reshape(n, c, h * w)
+    dweight, dbias = xp.empty_like(inv_std), xp.empty_like(inv_std)
+    for channels, block in centered_blocks(x, mean):
+        part, out = flat_dy[:, channels], flat_dx[:, channels]
+        # dbias = sum_{n,h,w} dy;  dweight = sum_{n,h,w} dy * xhat = inv_std * sum dy * (x - mean)
+        dbias[channels] = part.sum(axis=2).sum(axis=0)
+        dweight[channels] = plane_dots(part, block) * inv_std[channels]
+        scale = inv_std[channels] if weight is None else weight[channels] * inv_std[channels]
+        if training:
+            # dx = (1/M) inv_std (M dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with dxhat = weight * dy,
+            # i.e. dx = weight * inv_std * (dy - dbias / M - (x - mean) * inv_std * dweight / M)
+            xp.multiply(block, (-inv_std[channels] * dweight[channels] / count)[:, None], out=out)
+            out += part
+            out -= (dbias[channels] / count)[:, None]
+            out *= scale[:, None]
+        else:
+            # dx = dy * weight * inv_std: the running statistics are constants
+            xp.multiply(part, scale[:, None], out=out)
     return dx, (None if weight is None else dweight), (dbias if has_bias else None)
