@@ -156,9 +156,10 @@ def test_empty_batch_in_eval_mode_passes_through_and_training_refuses_it():
 @pytest.mark.parametrize("training", [True, False])
 def test_channel_blocks_give_the_same_result_as_one_block(training, rng, monkeypatch):
     from minidl.functional import batchnorm
+    from minidl.functional.workspace import workspace
     layer = _randomised(minidl.nn.BatchNorm2d(5).double(), rng).train(training)
-    x = rng.standard_normal((3, 5, 6, 7)) * 3 + 2
-    dy = rng.standard_normal(x.shape)
+    x = (rng.standard_normal((7, 6, 5, 3)) * 3 + 2).transpose(3, 2, 1, 0)     # (3, 5, 6, 7), not contiguous
+    dy = rng.standard_normal((3, 5, 7, 6)).transpose(0, 1, 3, 2)
     state = {name: value.copy() for name, value in layer.state_dict().items()}
     whole = (layer(x), layer.backward(dy), layer.weight.grad.copy(), layer.bias.grad.copy(), layer.running_var.copy())
     assert batchnorm.channel_blocks(x) == [slice(0, 5)]
@@ -166,9 +167,12 @@ def test_channel_blocks_give_the_same_result_as_one_block(training, rng, monkeyp
     assert batchnorm.channel_blocks(x) == [slice(0, 2), slice(2, 4), slice(4, 5)]
     layer.load_state_dict(state)
     layer.zero_grad()
-    blocked = (layer(x), layer.backward(dy), layer.weight.grad, layer.bias.grad, layer.running_var)
+    y = layer(x)
+    blocked = (y, layer.backward(dy), layer.weight.grad, layer.bias.grad, layer.running_var)
     for name, a, b in zip(("y", "dx", "dweight", "dbias", "running_var"), whole, blocked):
         assert_close(b, a, rtol=1e-13, atol=1e-13, name=name)
+    buffer = workspace.take("batchnorm.centered", (x.size,), x.dtype, x)   # the whole buffer, as one block used it
+    assert not numpy.shares_memory(y, buffer) and not numpy.shares_memory(blocked[1], buffer)
 
 
 def test_gradcheck_and_torch_parity_one_channel_a_block(torch, rng, monkeypatch):

@@ -10,9 +10,11 @@ computed in the input's dtype.
 
 x - mean is never stored whole: on the CPU each pass makes it a few channels
 at a time, all samples (``centered_blocks``, about 1 MiB, so it stays in
-cache), and does all of that channel's work on it: the variance and y in the
-forward pass, dbias, dweight and dx in the backward pass. That saves a
-full-size array and several passes over memory each way.
+cache), and does all of those channels' work on it: the variance and y in
+the forward pass, dbias, dweight and dx in the backward pass. That saves a
+full-size array and several passes over memory each way. The price: the cache
+keeps x itself, so x must not be changed in place before backward (as for
+Conv2d, which keeps its input too).
 """
 from ..backend import cpu_budget, get_array_module
 from .workspace import workspace
@@ -72,8 +74,8 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
     xp = get_array_module(x)
     n, c, h, w = x.shape
     count = n * h * w
-    # two passes: the mean, then the mean of (x - mean)^2 (more accurate than mean(x^2) - mean^2)
-    # (in eval, the cache's own copy of running_mean, which may move before backward)
+    # training: two passes, the mean here, then the mean of (x - mean)^2 in the blocks (more accurate than
+    # mean(x^2) - mean^2); eval: the cache's own copy of running_mean, which may move before backward
     mean = channel_sum(x) / count if training else running_mean.copy()
     var = xp.empty_like(mean) if training else running_var
     inv_std = xp.empty_like(mean)
@@ -95,7 +97,10 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
 
 
 def batch_norm2d_backward(dy, cache):
-    """dy (N, C, H, W) -> dx (N, C, H, W), dweight (C,) or None, dbias (C,) or None (None where not given)."""
+    """dy (N, C, H, W) -> dx (N, C, H, W), dweight (C,) or None, dbias (C,) or None (None where not given).
+
+    cache: (x, mean (C,), inv_std (C,), weight (C,) or None, has_bias, training) from the forward pass.
+    """
     x, mean, inv_std, weight, has_bias, training = cache
     xp = get_array_module(dy)
     n, c, h, w = dy.shape

@@ -11,7 +11,8 @@ class ReLU(Module):
     ``inplace=True`` (as PyTorch's) writes y over the input array and returns it:
     no new array, and backward reads the mask [y > 0] from y instead of keeping
     one. Use it only where nothing else reads the input afterwards, e.g. on a
-    conv's fresh output (the models' blocks do).
+    conv's fresh output; not on an array that a Conv2d or BatchNorm2d has
+    already taken as input (they keep it for backward).
     """
 
     def __init__(self, inplace=False):
