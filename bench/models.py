@@ -62,10 +62,11 @@ def step_conv_flop(model_name, shape):
     return 3 * sum(forward_flop) - forward_flop[0]
 
 
-def minidl_step(model_name, shape):
-    """A callable running one minidl training step of ``model_name`` on a batch of ``shape``."""
+def minidl_step(model_name, shape, model=None):
+    """A callable running one minidl training step of ``model_name`` (or of ``model``, built as that name) on a
+    batch of ``shape``."""
     import minidl
-    model = build_model(model_name)
+    model = build_model(model_name) if model is None else model
     loss = minidl.losses.BCEDiceLoss()
     optimizer = minidl.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     x, target = _batch(shape)

@@ -27,7 +27,8 @@ def run(quick=False):
     ours = interleaved_ms([minidl_step("SegNetSmall", shape) for shape in shapes], quick=quick)
     torch = import_torch()
     nan_rounds = [[float("nan")] for _ in shapes]
-    theirs = interleaved_ms([torch_step("SegNetSmall", shape) for shape in shapes], quick=quick) if torch else nan_rounds
+    theirs = (interleaved_ms([torch_step("SegNetSmall", shape) for shape in shapes], quick=quick) if torch
+              else nan_rounds)
     rows = []
     for size, shape, our_times, their_times in zip(sizes, shapes, ours, theirs):
         flop = step_conv_flop("SegNetSmall", shape)

@@ -55,3 +55,21 @@ def test_median_ratio_takes_each_rounds_ratio_then_the_middle():
     assert median_ratio([2.0, 32.0, 8.0], [1.0, 2.0, 2.0]) == 4.0      # rounds' ratios 2, 16, 4
     # rounds' ratios 10, 10, 30 -> 10, where the ratio of the medians would be 40 / 3
     assert median_ratio([10.0, 40.0, 90.0], [1.0, 4.0, 3.0]) == 10.0
+
+
+def test_profile_step_times_every_leaf_module_inside_the_step():
+    from bench.models import build_model
+    from bench.profile_step import profile
+    rows = profile("SegNetSmall", [1, 1, 16, 16], steps=1, warmup=1)
+    leaves = {f"{name}: {type(module).__name__}" for name, module in build_model("SegNetSmall").named_modules()
+              if not list(module.children())}
+    *modules, step = rows
+    assert {row["module"] for row in modules} == leaves and step["module"] == "whole step"
+    assert all(row["forward ms"] > 0 and row["backward ms"] > 0 for row in modules)
+    assert [row["total ms"] for row in modules] == sorted((row["total ms"] for row in modules), reverse=True)
+    assert sum(row["total ms"] for row in modules) < step["total ms"]
+
+
+def test_python_m_bench_leaves_the_profiler_out():
+    from bench.__main__ import script_names
+    assert "profile_step" not in script_names() and "models" in script_names()

@@ -22,10 +22,15 @@ from .workspace import workspace
 BLOCK_BYTES = 1 << 20
 
 
+def plane_sums(a):
+    """a (n, k, P) -> (k,): pairwise sums along each plane of P values, then over n."""
+    return a.sum(axis=2).sum(axis=0)
+
+
 def channel_sum(x):
-    """(N, C, H, W) -> (C,): pairwise sums along each contiguous H*W plane, then over N."""
+    """(N, C, H, W) -> (C,): plane_sums over the H*W planes."""
     n, c, h, w = x.shape
-    return x.reshape(n, c, h * w).sum(axis=2).sum(axis=0)
+    return plane_sums(x.reshape(n, c, h * w))
 
 
 def plane_dots(a, b):
@@ -112,7 +117,7 @@ def batch_norm2d_backward(dy, cache):
     for channels, block in centered_blocks(x, mean):
         part, out = flat_dy[:, channels], flat_dx[:, channels]
         # dbias = sum_{n,h,w} dy;  dweight = sum_{n,h,w} dy * xhat = inv_std * sum dy * (x - mean)
-        dbias[channels] = part.sum(axis=2).sum(axis=0)
+        dbias[channels] = plane_sums(part)
         dweight[channels] = plane_dots(part, block) * inv_std[channels]
         scale = inv_std[channels] if weight is None else weight[channels] * inv_std[channels]
         if training:

@@ -1,0 +1,71 @@
+"""Where a training step's time goes: every leaf module's forward and backward, timed inside the step.
+
+    python -m bench.profile_step                          # SegNetSmall, N=8, 1x128x192 (bench.models' case)
+    python -m bench.profile_step FCN 2x3x224x224
+    python -m bench.profile_step SegNetSmall 2x1x512x512 --steps 4
+
+The same step as ``bench.models`` (forward, BCE+Dice, backward, SGD). Each leaf module's
+``forward`` and ``backward`` are wrapped with a timer on its instance; the rows are ms per step,
+largest total first, and the last row is the whole step (the rest is the loss, the optimizer
+and Python between modules). Not part of ``python -m bench``: it times minidl alone.
+"""
+import argparse
+import collections
+import time
+
+from bench.common import machine_summary, markdown_table
+from bench.models import build_model, minidl_step
+
+
+def _timed(method, label, spent):
+    """``method`` wrapped to add its wall time in seconds to spent[label]."""
+    def call(*args, **kwargs):
+        begin = time.perf_counter()
+        result = method(*args, **kwargs)
+        spent[label] += time.perf_counter() - begin
+        return result
+    return call
+
+
+def profile(model_name, shape, steps=6, warmup=2):
+    """Rows: module (name: class), forward / backward / total ms per step, largest first, then the step."""
+    model = build_model(model_name)
+    spent = collections.defaultdict(float)
+    for name, module in model.named_modules():
+        if not list(module.children()):
+            label = f"{name}: {type(module).__name__}"
+            for method in ("forward", "backward"):
+                object.__setattr__(module, method, _timed(getattr(module, method), (label, method), spent))
+    step = minidl_step(model_name, shape, model=model)
+    for _ in range(warmup):
+        step()
+    spent.clear()
+    begin = time.perf_counter()
+    for _ in range(steps):
+        step()
+    step_ms = 1000.0 * (time.perf_counter() - begin) / steps
+    per_step = {label: (1000.0 * spent[label, "forward"] / steps, 1000.0 * spent[label, "backward"] / steps)
+                for label, _ in spent}
+    rows = [{"module": label, "forward ms": forward, "backward ms": backward, "total ms": forward + backward}
+            for label, (forward, backward) in sorted(per_step.items(), key=lambda item: -sum(item[1]))]
+    rows.append({"module": "whole step", "forward ms": float("nan"), "backward ms": float("nan"), "total ms": step_ms})
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_step", description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", default="SegNetSmall", choices=("SegNetSmall", "FCN"))
+    parser.add_argument("shape", nargs="?", default=None, help="NxCxHxW (default: bench.models' case)")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps (default 6, after 2 untimed)")
+    options = parser.parse_args(argv)
+    text = options.shape or {"SegNetSmall": "8x1x128x192", "FCN": "2x3x224x224"}[options.model]
+    sizes = text.split("x")
+    if len(sizes) != 4 or not all(size.isdigit() and int(size) > 0 for size in sizes):
+        parser.error(f"shape must be NxCxHxW with four positive integers, got {text!r}")
+    shape = [int(size) for size in sizes]
+    print(machine_summary() + "\n")
+    print(markdown_table(profile(options.model, shape, steps=options.steps)))
+
+
+if __name__ == "__main__":
+    main()
