@@ -72,6 +72,27 @@ def test_col2im_sums_overlapping_windows():
     numpy.testing.assert_array_equal(counts, expected)
 
 
+@pytest.mark.parametrize("kernel, stride, padding", [((2, 2), (2, 2), (0, 0)), ((4, 4), (4, 4), (1, 1)),
+                                                     ((2, 3), (3, 3), (1, 2))])
+def test_col2im_overwrite_writes_non_overlapping_windows_and_keeps_uncovered_pixels(kernel, stride, padding, rng):
+    shape = (2, 3, 9, 11)
+    cols = rng.standard_normal(im2col(numpy.zeros(shape), kernel, stride, padding, (1, 1)).shape)
+    out = rng.standard_normal(shape)
+    covered = col2im(numpy.ones_like(cols), shape, stride, padding, (1, 1)) > 0
+    expected = numpy.where(covered, col2im(cols, shape, stride, padding, (1, 1)), out)
+    assert col2im(cols, shape, stride, padding, (1, 1), out=out, overwrite=True) is out
+    numpy.testing.assert_array_equal(out, expected)
+    assert not covered.all()  # each geometry leaves pixels that must keep their values
+
+
+def test_col2im_overwrite_refuses_overlapping_windows_or_no_out():
+    cols = numpy.zeros((1, 1, 3, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"col2im: overwrite .*kernel \(3, 3\), stride \(2, 2\)"):
+        col2im(cols, (1, 1, 5, 5), (2, 2), (0, 0), (1, 1), out=numpy.zeros((1, 1, 5, 5)), overwrite=True)
+    with pytest.raises(ValueError, match="overwrite needs out"):
+        col2im(numpy.zeros((1, 1, 2, 2, 2, 2)), (1, 1, 4, 4), (2, 2), (0, 0), (1, 1), overwrite=True)
+
+
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 def test_dtype_is_kept(dtype, rng):
     x = rng.standard_normal((1, 2, 6, 6)).astype(dtype)

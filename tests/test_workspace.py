@@ -1,7 +1,11 @@
 """The scratch-buffer workspace behind im2col, col2im and the transposed conv's columns."""
+import threading
+
 import numpy
 
+from minidl.functional.conv import conv2d_backward, conv2d_forward
 from minidl.functional.workspace import Workspace
+from minidl.nn import Conv2d
 
 
 def test_a_role_reuses_its_buffer_and_grows_only_when_asked_for_more():
@@ -26,3 +30,49 @@ def test_roles_do_not_share_memory_and_clear_releases_everything():
     workspace.clear()
     assert workspace.nbytes() == 0
     assert not numpy.shares_memory(workspace.take("a", (8,), numpy.float64, like), a)
+
+
+def test_each_thread_gets_its_own_buffers():
+    workspace = Workspace()
+    like = numpy.zeros(1)
+    here = workspace.take("cols", (8,), numpy.float64, like)
+    there = []
+    thread = threading.Thread(target=lambda: there.append(workspace.take("cols", (8,), numpy.float64, like)))
+    thread.start()
+    thread.join()
+    assert not numpy.shares_memory(here, there[0])
+    assert numpy.shares_memory(here, workspace.take("cols", (8,), numpy.float64, like))
+
+
+def test_layers_running_in_two_threads_at_once_give_their_serial_results(rng):
+    # Winograd (64 -> 64) and im2col (4 -> 8) convs share workspace roles; with one set of buffers for
+    # both threads, one thread's columns overwrite the other's mid-layer and the results are garbage
+    layers = [Conv2d(64, 64, 3, padding=1), Conv2d(4, 8, 3, padding=1)]
+    batches = [[rng.standard_normal((2, layer.in_channels, 24, 24)).astype(numpy.float32) for layer in layers]
+               for _ in range(2)]
+
+    def run(batch):
+        outputs = []
+        for layer, x in zip(layers, batch):
+            y, cache = conv2d_forward(x, layer.weight.data, layer.bias.data, (1, 1), (1, 1), (1, 1), x.shape[2:])
+            outputs += [y, *conv2d_backward(numpy.ones_like(y), cache)]
+        return outputs
+
+    serial = [run(batch) for batch in batches]
+    start = threading.Barrier(2)
+    threaded = [[], []]
+
+    def worker(index):
+        start.wait()
+        for _ in range(20):
+            threaded[index].append(run(batches[index]))
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(2):
+        for outputs in threaded[index]:
+            for got, expected in zip(outputs, serial[index]):
+                numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

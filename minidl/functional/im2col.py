@@ -97,15 +97,22 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
     return cols
 
 
-def col2im(cols, input_shape, stride, padding, dilation, out=None):
+def col2im(cols, input_shape, stride, padding, dilation, out=None, overwrite=False):
     """cols (N, C, kh, kw, Ho, Wo) -> x (N, C, H, W): each column added back onto its window.
 
     The adjoint of ``im2col`` (with zero padding): pixels covered by several
     windows receive the sum of their columns; columns that fell in the padding
     are dropped. The result is a new array, or ``out`` with the sums added to it.
+    ``overwrite`` writes the columns into ``out`` instead of adding them, which
+    saves zeroing ``out`` first; only for windows that do not overlap (stride >=
+    dilated kernel), and pixels that no window covers keep their values. (It
+    runs the slice loop below on either device: each pixel is written once.)
     """
+    if overwrite and (out is None or any(stride[a] < dilation[a] * (cols.shape[2 + a] - 1) + 1 for a in range(2))):
+        raise ValueError(f"col2im: overwrite needs out and windows that do not overlap, got kernel "
+                         f"{cols.shape[2:4]}, stride {tuple(stride)}, dilation {tuple(dilation)}")
     kernels = device_kernels(cols)
-    if kernels:
+    if kernels and not overwrite:
         x = kernels.col2im(cols, input_shape, stride, padding, dilation)
         if out is None:
             return x
@@ -116,5 +123,8 @@ def col2im(cols, input_shape, stride, padding, dilation, out=None):
     for i, j, (p0, p1, rows), (q0, q1, columns) in _offset_ranges(input_shape[2:], (kh, kw), stride, padding,
                                                                   dilation, (ho, wo)):
         # x[:, :, p*sh + i*dh - ph, q*sw + j*dw - pw] += cols[:, :, i, j, p, q] for taps inside x
-        x[:, :, rows, columns] += cols[:, :, i, j, p0:p1, q0:q1]
+        if overwrite:
+            x[:, :, rows, columns] = cols[:, :, i, j, p0:p1, q0:q1]
+        else:
+            x[:, :, rows, columns] += cols[:, :, i, j, p0:p1, q0:q1]
     return x

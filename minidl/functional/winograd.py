@@ -11,7 +11,7 @@ Flattening each t x t tile into t^2 values, every transform is one matrix
 product into t^2 channel GEMMs:
 
     U = (G kron G) g              U (t^2, O, C)   the kernel, once per call
-    V = (B^T kron B^T) d          V (C, t^2, T)   every input tile (T tiles)
+    V = (B^T kron B^T) d          V (t^2, C, T)   every input tile (T tiles)
     M[k] = U[k] @ V[k]            M (t^2, O, T)   t^2 O C multiplies per tile, direct conv 9 m^2 O C
     Y = (A^T kron A^T) M          Y (m^2, O, T)   the m x m output tiles
 
@@ -130,31 +130,34 @@ def tile_pieces(n, tile_rows, bytes_per_tile_row, budget):
 
 
 def kernel_transform(weight, m):
-    """weight (O, C, 3, 3) -> U (t^2, O, C) = (G kron G) g for every channel pair."""
+    """weight (O, C, 3, 3) -> U (t^2, O, C) = (G kron G) g for every channel pair, in the workspace (U takes
+    4x the weight's memory: 38 MB fresh for 512 -> 512 would page-fault on every call)."""
     out_channels, in_channels = weight.shape[:2]
     g = weight.transpose(2, 3, 0, 1).reshape(9, out_channels * in_channels)
-    return (transform(m, "kernel", weight) @ g).reshape(-1, out_channels, in_channels)
+    u = workspace.take("winograd.u", ((m + 2) ** 2, out_channels * in_channels), weight.dtype, weight)
+    get_array_module(weight).matmul(transform(m, "kernel", weight), g, out=u)
+    return u.reshape(-1, out_channels, in_channels)
 
 
 def input_transform(x, m, padding, grid, role):
-    """x (n, C, H, W) -> V (C, t^2, n*T) = (B^T kron B^T) d for every t x t tile d, in the workspace ``role``."""
+    """x (n, C, H, W) -> V (t^2, C, n*T) = (B^T kron B^T) d for every t x t tile d, in the workspace ``role``."""
     n, channels = x.shape[:2]
     (th, tw), t = grid, m + 2
-    windows = workspace.take("winograd.windows", (channels, t * t, n * th * tw), x.dtype, x)
+    windows = workspace.take("winograd.windows", (t * t, channels, n * th * tw), x.dtype, x)
     im2col(x, (t, t), (m, m), padding, (1, 1), grid=grid,
-           out=windows.reshape(channels, t, t, n, th, tw).transpose(3, 0, 1, 2, 4, 5))
+           out=windows.reshape(t, t, channels, n, th, tw).transpose(3, 2, 0, 1, 4, 5))
     v = workspace.take(role, windows.shape, x.dtype, x)
-    get_array_module(x).matmul(transform(m, "input", x), windows, out=v)
+    get_array_module(x).matmul(transform(m, "input", x), windows.reshape(t * t, -1), out=v.reshape(t * t, -1))
     return v
 
 
 def input_transform_adjoint(dv, m, padding, grid, dx):
-    """dv (C, t^2, n*T) -> the tiles (B^T kron B^T)^T dv added back onto dx (n, C, H, W): a col2im."""
+    """dv (t^2, C, n*T) -> the tiles (B^T kron B^T)^T dv added back onto dx (n, C, H, W): a col2im."""
     n, channels = dx.shape[:2]
     (th, tw), t = grid, m + 2
     windows = workspace.take("winograd.windows", dv.shape, dv.dtype, dv)
-    get_array_module(dv).matmul(transform(m, "input", dv).T, dv, out=windows)
-    col2im(windows.reshape(channels, t, t, n, th, tw).transpose(3, 0, 1, 2, 4, 5), dx.shape, (m, m), padding,
+    get_array_module(dv).matmul(transform(m, "input", dv).T, dv.reshape(t * t, -1), out=windows.reshape(t * t, -1))
+    col2im(windows.reshape(t, t, channels, n, th, tw).transpose(3, 2, 0, 1, 4, 5), dx.shape, (m, m), padding,
            (1, 1), out=dx)
 
 
@@ -166,18 +169,20 @@ def winograd_forward(x, weight, bias, padding, grid):
     u = kernel_transform(weight, m)
     th, tw = tile_grid(grid, m)
     y = xp.empty((n, out_channels) + tuple(grid), dtype=x.dtype)
-    y[...] = 0 if bias is None else bias.reshape(1, -1, 1, 1)
     for chunk, top, stop in tile_pieces(n, th, (m + 2) ** 2 * max(x.shape[1], out_channels) * tw * x.itemsize,
                                         cpu_budget(x, CHUNK_BYTES)):
         size, rows = chunk.stop - chunk.start, stop - top
         v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), "winograd.v")
         products = workspace.take("winograd.m", (len(u), out_channels, size * rows * tw), x.dtype, x)
-        xp.matmul(u, v.transpose(1, 0, 2), out=products)
+        xp.matmul(u, v, out=products)
         tiles = workspace.take("winograd.tiles", (m * m, out_channels * size * rows * tw), x.dtype, x)
         xp.matmul(transform(m, "output", x), products.reshape(len(u), -1), out=tiles)
-        # y[n, o, m a + i, m b + j] += tiles[(i, j), o, n, a, b]: an m x m stride-m col2im (tiles do not overlap)
+        # y[n, o, m a + i, m b + j] = tiles[(i, j), o, n, a, b]: an m x m stride-m col2im, the tiles written
+        # in place as they do not overlap (and cover y)
         col2im(tiles.reshape(m, m, out_channels, size, rows, tw).transpose(3, 2, 0, 1, 4, 5), y[chunk].shape,
-               (m, m), band_padding((0, 0), (m, m), top), (1, 1), out=y[chunk])
+               (m, m), band_padding((0, 0), (m, m), top), (1, 1), out=y[chunk], overwrite=True)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
     return y, (x, weight, bias is not None, padding)
 
 
@@ -209,12 +214,12 @@ def winograd_backward(dy, cache):
         v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), "winograd.v")
         # dU[k] = dM[k] @ V[k]^T, summed over pieces
         product = du if index == 0 else workspace.take("winograd.du_piece", u.shape, x.dtype, x)
-        xp.matmul(dm, v.transpose(1, 2, 0), out=product)
+        xp.matmul(dm, v.transpose(0, 2, 1), out=product)
         if index:
             du += product
         # dV[k] = U[k]^T @ dM[k]; then the tiles go back onto dx
         dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)
-        xp.matmul(u.transpose(0, 2, 1), dm, out=dv.transpose(1, 0, 2))
+        xp.matmul(u.transpose(0, 2, 1), dm, out=dv)
         input_transform_adjoint(dv, m, band_padding(padding, (m, m), top), (rows, tw), dx[chunk])
     # dg = (G kron G)^T dU, computed as dU^T (O*C, t^2) @ (G kron G) (t^2, 9): already in (O, C, 3, 3) order
     dweight = (du.reshape(len(u), -1).T @ transform(m, "kernel", du)).reshape(out_channels, in_channels, 3, 3)

@@ -7,17 +7,31 @@ this library's layers), so each *role* keeps one flat buffer that grows to the
 largest request and hands out views of it. A view is only valid until the next
 request for the same role: callers consume it before calling anything that
 might ask for that role again, and never return it to the user.
+
+The buffers are per thread: two threads running layers at once (two models
+served side by side, say) each get their own, so neither overwrites the
+other's columns mid-layer.
 """
+import threading
+
 import numpy
 
 from ..backend import get_array_module
 
 
 class Workspace:
-    """One growing byte buffer per (role, array module)."""
+    """One growing byte buffer per (role, array module) and thread."""
 
     def __init__(self):
-        self._buffers = {}
+        self._local = threading.local()
+
+    @property
+    def _buffers(self):
+        """This thread's buffers: {(role, array module name): uint8 buffer}."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        return buffers
 
     def take(self, role, shape, dtype, like):
         """An uninitialised array of ``shape`` and ``dtype`` on ``like``'s device, a view of the role's buffer."""
@@ -33,11 +47,11 @@ class Workspace:
         return buffer[:nbytes].view(dtype).reshape(shape)
 
     def clear(self):
-        """Release every buffer (they are re-created on the next request)."""
+        """Release this thread's buffers (they are re-created on the next request)."""
         self._buffers.clear()
 
     def nbytes(self):
-        """Bytes held by all buffers."""
+        """Bytes held by this thread's buffers."""
         return sum(buffer.nbytes for buffer in self._buffers.values())
 
 
