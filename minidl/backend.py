@@ -163,8 +163,9 @@ def blas_core():
     """The kernel family NumPy's OpenBLAS runs (e.g. "SkylakeX", "Haswell"), or None where that cannot be asked.
 
     Read from the loaded OpenBLAS library itself (``openblas_get_corename``, under
-    any of the prefixes and suffixes NumPy's builds give it); see minidl/_openblas.py
-    for why it matters.
+    any of the prefixes and suffixes NumPy's builds give it). It matters: on one CPU
+    the AVX-512 kernels ran sgemm nearly twice as fast as the AVX2 ones that
+    OPENBLAS_CORETYPE=Haswell pins (docs/benchmarks.md).
     """
     try:
         with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
