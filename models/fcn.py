@@ -31,11 +31,11 @@ class FCN(Module):
         self.in_channels, self.num_classes = in_channels, num_classes
         w1, w2, w3, w4, w5 = widths
         self.block1, self.block2, self.block3, self.block4, self.block5 = vgg_blocks(in_channels, widths, (2,) * 5)
-        self.deconv1, self.relu1, self.bn1 = _deconv(w5, w4), ReLU(), BatchNorm2d(w4)
-        self.deconv2, self.relu2, self.bn2 = _deconv(w4, w3), ReLU(), BatchNorm2d(w3)
-        self.deconv3, self.relu3, self.bn3 = _deconv(w3, w2), ReLU(), BatchNorm2d(w2)
-        self.deconv4, self.relu4, self.bn4 = _deconv(w2, w1), ReLU(), BatchNorm2d(w1)
-        self.deconv5, self.relu5, self.bn5 = _deconv(w1, w1 // 2), ReLU(), BatchNorm2d(w1 // 2)
+        self.deconv1, self.relu1, self.bn1 = _deconv(w5, w4), ReLU(inplace=True), BatchNorm2d(w4)
+        self.deconv2, self.relu2, self.bn2 = _deconv(w4, w3), ReLU(inplace=True), BatchNorm2d(w3)
+        self.deconv3, self.relu3, self.bn3 = _deconv(w3, w2), ReLU(inplace=True), BatchNorm2d(w2)
+        self.deconv4, self.relu4, self.bn4 = _deconv(w2, w1), ReLU(inplace=True), BatchNorm2d(w1)
+        self.deconv5, self.relu5, self.bn5 = _deconv(w1, w1 // 2), ReLU(inplace=True), BatchNorm2d(w1 // 2)
         self.classifier = Conv2d(w1 // 2, num_classes, 1)
 
     def forward(self, x):

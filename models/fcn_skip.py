@@ -49,8 +49,8 @@ class _VGG16Scorer(Module):
         self.in_channels, self.num_classes = in_channels, num_classes
         self.block1, self.block2, self.block3, self.block4, self.block5 = vgg_blocks(in_channels, widths,
                                                                                      VGG16_DEPTHS)
-        self.fc6, self.relu6 = Conv2d(widths[4], fc_channels, 7, padding=3), ReLU()
-        self.fc7, self.relu7 = Conv2d(fc_channels, fc_channels, 1), ReLU()
+        self.fc6, self.relu6 = Conv2d(widths[4], fc_channels, 7, padding=3), ReLU(inplace=True)
+        self.fc7, self.relu7 = Conv2d(fc_channels, fc_channels, 1), ReLU(inplace=True)
         self.score_fr = Conv2d(fc_channels, num_classes, 1)
 
     def encode(self, x):

@@ -18,7 +18,7 @@ class UpsampleConvBlock(Module):
         super().__init__()
         self.up = Upsample(scale_factor=2, mode="bilinear", align_corners=True)
         self.conv = Conv2d(in_channels, out_channels, 3, padding=1)
-        self.relu = ReLU()
+        self.relu = ReLU(inplace=True)  # on the conv's fresh output
 
     def forward(self, x, indices, output_size):
         return self.relu(self.conv(self.up(x)))
@@ -37,7 +37,7 @@ class ConvUnpoolBlock(Module):
     def __init__(self, in_channels, out_channels):
         super().__init__()
         self.conv = Conv2d(in_channels, out_channels, 3, padding=1)
-        self.relu = ReLU()
+        self.relu = ReLU(inplace=True)  # on the conv's fresh output
         self.unpool = MaxUnpool2d(2, 2)
 
     def forward(self, x, indices, output_size):

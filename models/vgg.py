@@ -26,7 +26,7 @@ class ConvBlock(Module):
         super().__init__()
         self.conv = Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
         self.bn = BatchNorm2d(out_channels) if batch_norm else None
-        self.relu = ReLU() if relu else None
+        self.relu = ReLU(inplace=True) if relu else None  # on the conv's or BN's fresh output
 
     def forward(self, x):
         x = self.conv(x)

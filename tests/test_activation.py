@@ -77,7 +77,7 @@ def test_relu_does_not_modify_its_input_or_upstream_gradient(rng):
     numpy.testing.assert_array_equal(upstream, upstream_copy)
 
 
-def test_inplace_relu_writes_over_its_input_and_keeps_no_mask(rng):
+def test_inplace_relu_writes_over_its_input_and_keeps_a_one_byte_mask(rng):
     x = rng.standard_normal((3, 4, 5))
     x.flat[:2] = 0
     expected_y, upstream = numpy.maximum(x, 0), rng.standard_normal(x.shape)
@@ -85,6 +85,9 @@ def test_inplace_relu_writes_over_its_input_and_keeps_no_mask(rng):
     y = module(x)
     assert y is x
     numpy.testing.assert_array_equal(x, expected_y)
+    mask = module.cache[0]
+    assert mask.dtype == bool and not numpy.shares_memory(mask, x)
+    numpy.testing.assert_array_equal(mask, expected_y > 0)
     numpy.testing.assert_array_equal(module.backward(upstream), upstream * (expected_y > 0))
     assert repr(module) == "ReLU(inplace=True)" and repr(ReLU()) == "ReLU()"
 

@@ -13,14 +13,14 @@ def relu_backward(dy, mask):
 
 
 def relu_forward_inplace(x):
-    """y = max(x, 0) written over x (no new array); the cache is y itself, as y > 0 exactly where x > 0."""
-    y = get_array_module(x).maximum(x, 0, out=x)
-    return y, y
+    """y = max(x, 0) written over x (no new array); the cache is the mask x > 0, taken first.
 
-
-def relu_backward_inplace(dy, y):
-    """dx = dy * [y > 0], the same mask read from the output."""
-    return dy * (y > 0)
+    Its backward is ``relu_backward``. (The mask could be read from y later, y > 0 exactly where
+    x > 0, but keeping y would hold four bytes an element alive until backward where the layer
+    after may let it go, against the mask's one.)
+    """
+    mask = x > 0
+    return get_array_module(x).maximum(x, 0, out=x), mask
 
 
 def sigmoid(x):
