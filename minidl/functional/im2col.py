@@ -65,7 +65,7 @@ def _offset_ranges(input_hw, kernel, stride, padding, dilation, grid):
 
 
 def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=None):
-    """(N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo) with cols[:, :, i, j, p, q] = x_padded[:, :, p*sh + i*dh, q*sw + j*dw].
+    """(N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo): cols[:, :, i, j, p, q] = x_padded[:, :, p*sh + i*dh, q*sw + j*dw].
 
     ``pad_value`` fills the border (0 for convolution, -inf for max-pooling).
     ``grid`` = (Ho, Wo) keeps only the first Ho x Wo windows (default: all that fit).
