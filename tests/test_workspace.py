@@ -4,7 +4,7 @@ import threading
 import numpy
 
 from minidl.functional.conv import conv2d_backward, conv2d_forward
-from minidl.functional.workspace import Workspace
+from minidl.functional.workspace import Workspace, accumulate_product, workspace
 from minidl.nn import Conv2d
 
 
@@ -76,3 +76,15 @@ def test_layers_running_in_two_threads_at_once_give_their_serial_results(rng):
         for outputs in threaded[index]:
             for got, expected in zip(outputs, serial[index]):
                 numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_accumulate_product_writes_the_first_product_and_adds_the_rest_through_one_buffer(rng):
+    a, b = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 5, 2))
+    total = numpy.full((4, 2), numpy.nan)     # whatever it held, the first product replaces it
+    accumulate_product(total, a[0], b[0], True, "test.product")
+    numpy.testing.assert_array_equal(total, a[0] @ b[0])
+    accumulate_product(total, a[1], b[1], False, "test.product")
+    buffer = workspace.take("test.product", (4, 2), numpy.float64, total)
+    accumulate_product(total, a[2], b[2], False, "test.product")
+    numpy.testing.assert_allclose(total, a[0] @ b[0] + a[1] @ b[1] + a[2] @ b[2], rtol=1e-14)
+    numpy.testing.assert_array_equal(buffer, a[2] @ b[2])    # the later products went through the role's buffer

@@ -60,6 +60,11 @@ def centered_blocks(x, mean):
         yield channels, block
 
 
+def channel_scale(inv_std, weight, channels):
+    """weight * inv_std (or inv_std alone without weight) for a block of channels: y's factor on x - mean."""
+    return inv_std[channels] if weight is None else weight[channels] * inv_std[channels]
+
+
 def update_running_statistics(running_mean, running_var, mean, var, count, momentum):
     """In place: running = (1 - momentum) * running + momentum * batch, the variance made unbiased."""
     running_mean *= 1 - momentum
@@ -90,7 +95,7 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
         if training:
             var[channels] = plane_dots(block, block) / count
         inv_std[channels] = 1 / xp.sqrt(var[channels] + eps)
-        scale = inv_std[channels] if weight is None else weight[channels] * inv_std[channels]
+        scale = channel_scale(inv_std, weight, channels)
         # y = (x - mean) * weight * inv_std + bias
         out = flat_y[:, channels]
         xp.multiply(block, scale[:, None], out=out)
@@ -119,7 +124,7 @@ def batch_norm2d_backward(dy, cache):
         # dbias = sum_{n,h,w} dy;  dweight = sum_{n,h,w} dy * xhat = inv_std * sum dy * (x - mean)
         dbias[channels] = plane_sums(part)
         dweight[channels] = plane_dots(part, block) * inv_std[channels]
-        scale = inv_std[channels] if weight is None else weight[channels] * inv_std[channels]
+        scale = channel_scale(inv_std, weight, channels)
         if training:
             # dx = (1/M) inv_std (M dxhat - sum(dxhat) - xhat sum(dxhat xhat)), with dxhat = weight * dy,
             # i.e. dx = weight * inv_std * (dy - dbias / M - (x - mean) * inv_std * dweight / M)

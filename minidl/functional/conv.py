@@ -31,7 +31,7 @@ the same result with 4x (2.25x) fewer multiplies.
 from ..backend import cpu_budget, get_array_module, runs_winograd, samples_per_unfold
 from .im2col import band_padding, col2im, im2col, row_bands
 from .winograd import winograd_backward, winograd_forward, winograd_pays
-from .workspace import workspace
+from .workspace import accumulate_product, workspace
 
 UNFOLD_BYTES = 16 << 20
 
@@ -105,19 +105,12 @@ def scatter(x, weight, stride, padding, dilation, output_hw):
 def add_weight_gradient(dweight, left, cols, first):
     """dweight (A, B*kh*kw) += sum_n left[n] (A, P) @ cols[n]^T (P, B*kh*kw): a piece's share of dW (= if ``first``).
 
-    One GEMM a sample, written straight into dweight or into a reused buffer and added: a batched
-    product and its sum over samples would make two fresh dW-sized arrays a piece (for a 512 -> 512
-    layer on 7x7 pixels, 4x the GEMM's own time).
+    One GEMM a sample (``accumulate_product``): a batched product and its sum over samples would make
+    two fresh dW-sized arrays a piece (for a 512 -> 512 layer on 7x7 pixels, 4x the GEMM's own time).
     """
-    xp = get_array_module(dweight)
     for sample in range(left.shape[0]):
-        if first and sample == 0:
-            product = dweight
-        else:
-            product = workspace.take("conv.dweight", dweight.shape, dweight.dtype, dweight)
-        xp.matmul(left[sample].reshape(left.shape[1], -1), cols[sample].T, out=product)
-        if product is not dweight:
-            dweight += product
+        accumulate_product(dweight, left[sample].reshape(left.shape[1], -1), cols[sample].T,
+                           first and sample == 0, "conv.dweight")
 
 
 def transposed_twin(weight):

@@ -44,7 +44,7 @@ import numpy
 
 from ..backend import cpu_budget, get_array_module
 from .im2col import band_padding, col2im, im2col, row_bands
-from .workspace import workspace
+from .workspace import accumulate_product, workspace
 
 # Lavin and Gray's (B^T, G, A^T) for each output tile size m, from interpolation at the points 0, +-1 and
 # infinity (m = 2) or 0, +-1, +-2 and infinity (m = 4).
@@ -133,7 +133,7 @@ def kernel_transform(weight, m):
     """weight (O, C, 3, 3) -> U (t^2, O, C) = (G kron G) g for every channel pair, in the workspace (U takes
     4x the weight's memory: 38 MB fresh for 512 -> 512 would page-fault on every call)."""
     out_channels, in_channels = weight.shape[:2]
-    g = weight.transpose(2, 3, 0, 1).reshape(9, out_channels * in_channels)
+    g = weight.reshape(out_channels * in_channels, 9).T     # (9, O*C): a transposed view, no copy
     u = workspace.take("winograd.u", ((m + 2) ** 2, out_channels * in_channels), weight.dtype, weight)
     get_array_module(weight).matmul(transform(m, "kernel", weight), g, out=u)
     return u.reshape(-1, out_channels, in_channels)
@@ -198,8 +198,8 @@ def winograd_backward(dy, cache):
     dx = xp.zeros(x.shape, dtype=x.dtype)
     pieces = tile_pieces(n, th, (m + 2) ** 2 * max(in_channels, out_channels) * tw * x.itemsize,
                          cpu_budget(x, CHUNK_BYTES))
-    # dU in a reused buffer, the first piece's product written straight into it: a fresh accumulator of this
-    # size page-faults on every step (docs/benchmarks.md); an empty batch has no pieces and dU = 0
+    # dU in a reused buffer, summed over pieces by accumulate_product: a fresh accumulator of this size
+    # page-faults on every step (docs/benchmarks.md); an empty batch has no pieces and dU = 0
     du = workspace.take("winograd.du", u.shape, x.dtype, x)
     if not pieces:
         du.fill(0)
@@ -213,10 +213,7 @@ def winograd_backward(dy, cache):
         xp.matmul(transform(m, "output", dy).T, dtiles, out=dm.reshape(len(u), -1))
         v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), "winograd.v")
         # dU[k] = dM[k] @ V[k]^T, summed over pieces
-        product = du if index == 0 else workspace.take("winograd.du_piece", u.shape, x.dtype, x)
-        xp.matmul(dm, v.transpose(0, 2, 1), out=product)
-        if index:
-            du += product
+        accumulate_product(du, dm, v.transpose(0, 2, 1), index == 0, "winograd.du_piece")
         # dV[k] = U[k]^T @ dM[k]; then the tiles go back onto dx
         dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)
         xp.matmul(u.transpose(0, 2, 1), dm, out=dv)

@@ -56,3 +56,15 @@ class Workspace:
 
 
 workspace = Workspace()
+
+
+def accumulate_product(total, a, b, first, role):
+    """total = a @ b if ``first``, else total += a @ b with the product in the workspace ``role``.
+
+    How a sum of GEMM products over pieces of a batch (a weight gradient) is built without a fresh
+    total-sized array a piece: the first product is written straight into ``total``.
+    """
+    product = total if first else workspace.take(role, total.shape, total.dtype, total)
+    get_array_module(total).matmul(a, b, out=product)
+    if not first:
+        total += product
