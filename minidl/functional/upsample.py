@@ -14,7 +14,7 @@ cost grows with the output size, not with output size times input size.
 Source positions along an axis of input size n and output size m, as PyTorch
 computes them (in float32 for nearest; in the input's dtype for bilinear):
     s = 1 / scale_factor when a scale factor was given, else n / m
-    nearest:                 src = min(floor(dst * s), n - 1)
+    nearest:                 src = min(floor(dst * s), n - 1)   (dst // 2 when m = 2n)
     bilinear, align_corners: src = dst * (n - 1) / (m - 1)
     bilinear, otherwise:     src = max(s * (dst + 0.5) - 0.5, 0)
     i0 = min(floor(src), n - 1),  i1 = min(i0 + 1, n - 1),  lambda = clip(src - i0, 0, 1)
@@ -37,9 +37,15 @@ def _ratio(in_size, out_size, scale_factor, dtype):
 
 
 def nearest_sources(in_size, out_size, scale_factor=None):
-    """(out_size,) int64: the source cell of every output cell, in PyTorch's float32 arithmetic."""
+    """(out_size,) int64: the source cell of every output cell, in PyTorch's float32 arithmetic.
+
+    As in PyTorch, an output of the input's size copies it and one of twice its size takes dst // 2,
+    whatever scale factor produced it (2.05 on 10 cells gives 20: dst // 2, not floor(dst / 2.05)).
+    """
     if out_size == in_size:
         return numpy.arange(out_size, dtype=numpy.int64)
+    if out_size == 2 * in_size:
+        return numpy.arange(out_size, dtype=numpy.int64) // 2
     ratio = _ratio(in_size, out_size, scale_factor, numpy.dtype(numpy.float32))
     sources = numpy.floor(numpy.arange(out_size, dtype=numpy.float32) * ratio).astype(numpy.int64)
     return numpy.minimum(sources, in_size - 1)
