@@ -144,6 +144,29 @@ def test_a_wide_conv_layer_runs_by_winograd_and_keeps_its_results(rng, monkeypat
         assert_close(parameter.grad, grads[name], rtol=1e-12, atol=1e-12, name=name)
 
 
+def test_backward_uses_the_transformed_tiles_kept_by_forward(rng, monkeypatch):
+    """The forward keeps V for each piece (not x); the backward transforms nothing again and changes x not at all."""
+    module = Conv2d(WIDE, WIDE, 3, padding=1).double()
+    x = rng.standard_normal((2, WIDE, 16, 20))
+    x_before = x.copy()
+    y = module(x)
+    (form, (transformed, x_shape, *_)), _, _ = module.cache
+    assert form == "winograd" and x_shape == x.shape
+    assert all(v.shape[:2] == (36, WIDE) and v.base is not x for *_, v in transformed)
+    assert not any(item is x for item in module.cache[0][1])
+    x[...] = numpy.nan  # the backward must not read x: the gradients come out of V alone
+
+    def no_transform(*args):
+        raise AssertionError("backward ran the input transform again")
+    monkeypatch.setattr(winograd, "input_transform", no_transform)
+    dy = rng.standard_normal(y.shape)
+    module.zero_grad()
+    dx = module.backward(dy)
+    expected = conv2d_backward(dy, ("direct", (x_before, module.weight.data, True, (1, 1), (1, 1), (1, 1))))
+    assert_close(dx, expected[0], rtol=1e-9, atol=1e-9, name="dx")
+    assert_close(module.weight.grad, expected[1], rtol=1e-9, atol=1e-9, name="dweight")
+
+
 def test_an_empty_batch_gives_zero_weight_gradients(rng):
     module = Conv2d(WIDE, WIDE, 3, padding=1)
     module.weight.grad[...] = 0

@@ -38,7 +38,9 @@ at stride m, one im2col. The transformed tiles take t^2/m^2 times the
 input's memory, so the batch goes through in pieces within CHUNK_BYTES a
 buffer: whole samples where they fit, else bands of tile rows of one sample,
 the band from tile row a cut as row 0 under the top padding less m*a
-(``band_padding`` with the tiles' stride m).
+(``band_padding`` with the tiles' stride m). The forward keeps each piece's V
+for the backward, which needs V, not x, for dU: t^2/m^2 times x's memory
+(2.25 for F(4x4)) held in place of x, in exchange for not transforming x again.
 """
 import numpy
 
@@ -139,15 +141,16 @@ def kernel_transform(weight, m):
     return u.reshape(-1, out_channels, in_channels)
 
 
-def input_transform(x, m, padding, grid, role):
-    """x (n, C, H, W) -> V (t^2, C, n*T) = (B^T kron B^T) d for every t x t tile d, in the workspace ``role``."""
+def input_transform(x, m, padding, grid):
+    """x (n, C, H, W) -> V (t^2, C, n*T) = (B^T kron B^T) d for every t x t tile d, a new array (kept for backward)."""
+    xp = get_array_module(x)
     n, channels = x.shape[:2]
     (th, tw), t = grid, m + 2
     windows = workspace.take("winograd.windows", (t * t, channels, n * th * tw), x.dtype, x)
     im2col(x, (t, t), (m, m), padding, (1, 1), grid=grid,
            out=windows.reshape(t, t, channels, n, th, tw).transpose(3, 2, 0, 1, 4, 5))
-    v = workspace.take(role, windows.shape, x.dtype, x)
-    get_array_module(x).matmul(transform(m, "input", x), windows.reshape(t * t, -1), out=v.reshape(t * t, -1))
+    v = xp.empty(windows.shape, dtype=x.dtype)
+    xp.matmul(transform(m, "input", x), windows.reshape(t * t, -1), out=v.reshape(t * t, -1))
     return v
 
 
@@ -169,10 +172,12 @@ def winograd_forward(x, weight, bias, padding, grid):
     u = kernel_transform(weight, m)
     th, tw = tile_grid(grid, m)
     y = xp.empty((n, out_channels) + tuple(grid), dtype=x.dtype)
+    transformed = []  # (sample slice, first tile row, stop tile row, V): backward's operands instead of x
     for chunk, top, stop in tile_pieces(n, th, (m + 2) ** 2 * max(x.shape[1], out_channels) * tw * x.itemsize,
                                         cpu_budget(x, CHUNK_BYTES)):
         size, rows = chunk.stop - chunk.start, stop - top
-        v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), "winograd.v")
+        v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw))
+        transformed.append((chunk, top, stop, v))
         products = workspace.take("winograd.m", (len(u), out_channels, size * rows * tw), x.dtype, x)
         xp.matmul(u, v, out=products)
         tiles = workspace.take("winograd.tiles", (m * m, out_channels * size * rows * tw), x.dtype, x)
@@ -183,27 +188,24 @@ def winograd_forward(x, weight, bias, padding, grid):
                (m, m), band_padding((0, 0), (m, m), top), (1, 1), out=y[chunk], overwrite=True)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
-    return y, (x, weight, bias is not None, padding)
+    return y, (transformed, x.shape, weight, bias is not None, padding)
 
 
 def winograd_backward(dy, cache):
     """dy (N, O, Ho, Wo) -> dx (N, C, H, W), dweight (O, C, 3, 3), dbias (O,) or None."""
-    x, weight, has_bias, padding = cache
+    transformed, x_shape, weight, has_bias, padding = cache
     xp = get_array_module(dy)
-    n, in_channels = x.shape[:2]
-    out_channels = weight.shape[0]
+    out_channels, in_channels = weight.shape[:2]
     m = tile_size(dy.shape[2:])
     u = kernel_transform(weight, m)
-    th, tw = tile_grid(dy.shape[2:], m)
-    dx = xp.zeros(x.shape, dtype=x.dtype)
-    pieces = tile_pieces(n, th, (m + 2) ** 2 * max(in_channels, out_channels) * tw * x.itemsize,
-                         cpu_budget(x, CHUNK_BYTES))
+    tw = tile_grid(dy.shape[2:], m)[1]
+    dx = xp.zeros(x_shape, dtype=dy.dtype)
     # dU in a reused buffer, summed over pieces by accumulate_product: a fresh accumulator of this size
     # page-faults on every step (docs/benchmarks.md); an empty batch has no pieces and dU = 0
-    du = workspace.take("winograd.du", u.shape, x.dtype, x)
-    if not pieces:
+    du = workspace.take("winograd.du", u.shape, dy.dtype, dy)
+    if not transformed:
         du.fill(0)
-    for index, (chunk, top, stop) in enumerate(pieces):
+    for index, (chunk, top, stop, v) in enumerate(transformed):
         size, rows = chunk.stop - chunk.start, stop - top
         dtiles = workspace.take("winograd.tiles", (m * m, out_channels * size * rows * tw), dy.dtype, dy)
         im2col(dy[chunk], (m, m), (m, m), band_padding((0, 0), (m, m), top), (1, 1), grid=(rows, tw),
@@ -211,11 +213,10 @@ def winograd_backward(dy, cache):
         # dM = (A^T kron A^T)^T dY
         dm = workspace.take("winograd.m", (len(u), out_channels, size * rows * tw), dy.dtype, dy)
         xp.matmul(transform(m, "output", dy).T, dtiles, out=dm.reshape(len(u), -1))
-        v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), "winograd.v")
         # dU[k] = dM[k] @ V[k]^T, summed over pieces
         accumulate_product(du, dm, v.transpose(0, 2, 1), index == 0, "winograd.du_piece")
         # dV[k] = U[k]^T @ dM[k]; then the tiles go back onto dx
-        dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)
+        dv = workspace.take("winograd.dv", v.shape, dy.dtype, dy)
         xp.matmul(u.transpose(0, 2, 1), dm, out=dv)
         input_transform_adjoint(dv, m, band_padding(padding, (m, m), top), (rows, tw), dx[chunk])
     # dg = (G kron G)^T dU, computed as dU^T (O*C, t^2) @ (G kron G) (t^2, 9): already in (O, C, 3, 3) order
