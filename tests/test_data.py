@@ -1,12 +1,15 @@
 """The data layer: layout detection and pairing, image decoding, resizing, caching, split and augmentation."""
 import os
+import pathlib
+import re
 
 import numpy
 import pytest
 from PIL import Image
 
-from minidl.data import (DataError, apply_augmentation, draw_augmentation, find_pairs, load_pairs, read_image,
-                         read_mask, resize_image, resize_mask, split_indices, synthetic_dataset, write_layout)
+from minidl.data import (DataError, apply_augmentation, default_cache_dir, draw_augmentation, find_pairs, load_pairs,
+                         read_image, read_mask, resize_image, resize_mask, split_indices, synthetic_dataset,
+                         write_layout)
 from minidl.data import dataset as dataset_module
 
 SIZE, COUNT, SEED = 32, 6, 5
@@ -71,7 +74,11 @@ def test_montgomery_needs_both_lungs_and_takes_their_union(tmp_path, reference):
     os.remove(left / names[0])
     report = find_pairs(tmp_path)
     assert report.unpaired_images == [names[0]]
-    assert report.unpaired_masks == [f"ManualMask/rightMask/{names[0]}"]
+    assert report.unpaired_masks == []  # its right mask has an image: only the left one is missing
+    assert f"  unpaired image without a mask: {names[0]} (missing ManualMask/leftMask/{names[0]})" in report.lines()
+    os.remove(tmp_path / "CXR_png" / names[1])
+    report = find_pairs(tmp_path)
+    assert report.unpaired_masks == [f"ManualMask/leftMask/{names[1]}", f"ManualMask/rightMask/{names[1]}"]
     pair = report.pairs[0]
     left_only, right_only = read_mask(pair.masks[0]), read_mask(pair.masks[1])
     union = read_mask(pair.masks)
@@ -83,6 +90,9 @@ def test_montgomery_needs_both_lungs_and_takes_their_union(tmp_path, reference):
 def test_missing_unrecognised_and_empty_datasets_raise(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         find_pairs(tmp_path / "nowhere")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="afile: is a file, not a folder"):
+        find_pairs(tmp_path / "afile")
     (tmp_path / "photos").mkdir()
     with pytest.raises(DataError, match="unrecognised layout.*photos"):
         find_pairs(tmp_path)
@@ -129,6 +139,157 @@ def test_masks_binarise_at_half_their_range(tmp_path):
     numpy.testing.assert_array_equal(read_mask(str(tmp_path / "rgb.png")), [[False, True, True, False]])
 
 
+@pytest.mark.parametrize("dtype, values, expected", [
+    ("uint8", [0, 1, 1, 0], [False, True, True, False]),  # 0/1 label mask: nonzero is lung
+    ("uint8", [0, 255, 255, 0], [False, True, True, False]),
+    ("uint8", [0, 100, 200, 255], [False, False, True, True]),  # anti-aliased: cut at half the range
+    ("uint8", [0, 1, 2, 0], [False, True, True, False]),  # labels 1 and 2 (two lungs)
+    ("uint16", [0, 1, 1, 0], [False, True, True, False]),
+    ("uint16", [0, 255, 0, 255], [False, True, False, True]),  # 0/255 stored in 16 bits
+    ("uint8", [0, 0, 0, 0], [False, False, False, False])])
+def test_label_masks_read_nonzero_as_lungs_and_others_cut_at_half_range(tmp_path, dtype, values, expected):
+    Image.fromarray(numpy.array([values], dtype)).save(tmp_path / "mask.png")
+    numpy.testing.assert_array_equal(read_mask(str(tmp_path / "mask.png")), [expected])
+
+
+@pytest.mark.parametrize("foreground", [1, 255])
+def test_a_dataset_of_0_1_or_0_255_masks_loads_its_lungs(tmp_path, reference, foreground):
+    root = write_layout(tmp_path, "generic", COUNT, SEED, size=SIZE)
+    report = find_pairs(root)
+    for pair in report.pairs:
+        lungs = numpy.asarray(Image.open(pair.masks[0])) >= 128
+        Image.fromarray(lungs.astype(numpy.uint8) * foreground).save(pair.masks[0])
+    _, masks = load_pairs(report.pairs, (SIZE, SIZE), root)
+    numpy.testing.assert_array_equal(masks, reference[1][[synthetic_index(p.name, "generic") for p in report.pairs]])
+
+
+def test_a_dataset_whose_every_mask_is_empty_is_an_error_naming_files(tmp_path):
+    root = write_layout(tmp_path, "generic", 3, SEED, size=SIZE)
+    report = find_pairs(root)
+    for pair in report.pairs:
+        Image.new("L", (SIZE, SIZE)).save(pair.masks[0])
+    with pytest.raises(DataError, match=r"every one of the 3 masks is empty \(their files hold only zero pixels\)"
+                                         r".*case_001.*case_002.*case_003.*nonzero"):
+        load_pairs(report.pairs, (SIZE, SIZE), root)
+    for pair in report.pairs:
+        dot = numpy.zeros((SIZE, SIZE), numpy.uint8)
+        dot[1, 1] = 1
+        Image.fromarray(dot).save(pair.masks[0])
+    with pytest.raises(DataError, match="the first has lungs at its own size 32x32, which vanish at 4x4"):
+        load_pairs(report.pairs, (4, 4), root)
+    Image.fromarray(numpy.ones((SIZE, SIZE), numpy.uint8)).save(report.pairs[1].masks[0])
+    assert load_pairs(report.pairs, (4, 4), root)[1].sum() == 16  # one mask with lungs is enough
+
+
+def truncate(path):
+    """Cut a PNG in half: its header still reads, its pixels do not."""
+    with open(path, "rb") as stream:
+        data = stream.read()
+    with open(path, "wb") as stream:
+        stream.write(data[:len(data) // 2])
+
+
+def count_decodes(monkeypatch):
+    """The names of the pairs ``load_pairs`` decodes from now on."""
+    decoded, original = [], dataset_module.load_pair
+    monkeypatch.setattr(dataset_module, "load_pair", lambda pair, size: decoded.append(pair.name) or
+                        original(pair, size))
+    return decoded
+
+
+def test_every_bad_pair_is_reported_at_once_and_the_good_ones_are_cached(tmp_path, monkeypatch):
+    root = write_layout(tmp_path / "data", "generic", 5, SEED, size=SIZE)
+    report = find_pairs(root)
+    broken = [report.pairs[0].image, report.pairs[2].masks[0], report.pairs[3].masks[0]]
+    originals = {path: pathlib.Path(path).read_bytes() for path in broken}
+    truncate(broken[0])
+    Image.new("L", (SIZE + 1, SIZE)).save(broken[1])
+    truncate(broken[2])
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError) as caught:
+        load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == ("3 of 5 image/mask pairs cannot be loaded; the others are cached, so a rerun decodes "
+                        "only these:")
+    assert re.match(r"  cannot read image .*case_001.png: .*truncated", lines[1])
+    assert re.match(r"  mask .*case_003.* is 33x32 but its image .*case_003.png is 32x32", lines[2])
+    assert re.match(r"  cannot read image .*masks/case_004_mask.png: .*truncated", lines[3]) and len(lines) == 4
+    for path, data in originals.items():  # the user mends the files
+        pathlib.Path(path).write_bytes(data)
+    decoded = count_decodes(monkeypatch)
+    load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
+    assert decoded == ["case_001", "case_003", "case_004"]
+
+
+def test_pairs_decoded_before_ctrl_c_are_cached(tmp_path, monkeypatch):
+    root = write_layout(tmp_path / "data", "generic", 4, SEED, size=SIZE)
+    report = find_pairs(root)
+    original = dataset_module.load_pair
+
+    def interrupted_at_the_third(pair, size):
+        if pair.name == "case_003":
+            raise KeyboardInterrupt
+        return original(pair, size)
+
+    monkeypatch.setattr(dataset_module, "load_pair", interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(dataset_module, "load_pair", original)
+    decoded = count_decodes(monkeypatch)
+    load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=tmp_path / "cache")
+    assert decoded == ["case_003", "case_004"]
+
+
+def test_a_long_list_of_bad_files_names_the_first_twenty(tmp_path):
+    root = write_layout(tmp_path, "generic", 23, SEED, size=16)
+    report = find_pairs(root)
+    for pair in report.pairs:
+        with open(pair.image, "wb") as stream:
+            stream.write(b"garbage")
+    with pytest.raises(DataError) as caught:
+        load_pairs(report.pairs, (16, 16), root)
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith("23 of 23 image/mask pairs cannot be loaded:") and len(lines) == 22
+    assert "case_020.png" in lines[20] and lines[21] == "  and 3 more"
+
+
+def test_images_differing_only_in_extension_are_an_error(tmp_path):
+    root = write_layout(tmp_path, "generic", 3, SEED, size=SIZE)
+    Image.new("L", (SIZE, SIZE)).save(os.path.join(root, "images", "case_002.jpg"))
+    with pytest.raises(DataError, match=r"differ only in their extension.*images/case_002.jpg and .*images/"
+                                        r"case_002.png; keep one"):
+        find_pairs(root)
+
+
+def test_a_cache_folder_the_user_named_must_be_writable_before_any_decoding(tmp_path, monkeypatch):
+    root = write_layout(tmp_path / "data", "generic", 2, SEED, size=SIZE)
+    report = find_pairs(root)
+    (tmp_path / "afile").write_text("x")
+    decoded = count_decodes(monkeypatch)
+    for folder in (tmp_path / "afile", tmp_path / "afile" / "below"):
+        with pytest.raises(DataError, match=f"cache folder {folder}: cannot write there .*--no-cache"):
+            load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=folder)
+    assert decoded == []
+
+
+def test_an_unwritable_default_cache_warns_once_and_goes_on_uncached(tmp_path, monkeypatch, capsys):
+    root = write_layout(tmp_path / "data", "generic", 2, SEED, size=SIZE)
+    report = find_pairs(root)
+    (tmp_path / "home").write_text("not a folder")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MINIDL_CACHE_DIR", raising=False)
+    monkeypatch.setattr(dataset_module, "_warned", set())
+    for _ in range(2):
+        images, _ = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=default_cache_dir())
+        assert images.shape == (2, SIZE, SIZE)
+    err = capsys.readouterr().err
+    assert err.count("warning: cannot cache decoded images in the default folder") == 1
+    assert str(tmp_path / "home") in err
+    monkeypatch.setenv("MINIDL_CACHE_DIR", str(tmp_path / "home" / "cache"))  # set by the user: an error
+    with pytest.raises(DataError, match="cache folder .*home/cache: cannot write there"):
+        load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=default_cache_dir())
+
+
 def test_resize_is_bilinear_for_images_and_nearest_for_masks():
     ramp = numpy.tile(numpy.linspace(0.0, 1.0, 64, dtype=numpy.float32), (64, 1))
     small = resize_image(ramp, (16, 16))
@@ -147,10 +308,7 @@ def test_decoded_images_are_cached_and_refreshed_when_a_file_changes(tmp_path, m
     cache = tmp_path / "cache"
     images, masks = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
     assert len(os.listdir(cache)) == 1 and os.listdir(cache)[0].endswith(".npz")
-    decoded = []
-    original = dataset_module.load_pair
-    monkeypatch.setattr(dataset_module, "load_pair", lambda pair, size: decoded.append(pair.name) or
-                        original(pair, size))
+    decoded = count_decodes(monkeypatch)
     again, again_masks = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
     assert decoded == []
     numpy.testing.assert_array_equal(again, images)
@@ -162,6 +320,9 @@ def test_decoded_images_are_cached_and_refreshed_when_a_file_changes(tmp_path, m
     assert decoded == [report.pairs[1].name]
     numpy.testing.assert_array_equal(refreshed[[0, 2]], images[[0, 2]])
     numpy.testing.assert_allclose(refreshed[1], 1.0)
+    monkeypatch.setattr(dataset_module, "CACHE_FORMAT", "another-mask-rule")
+    load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
+    assert decoded[1:] == [pair.name for pair in report.pairs]  # entries decoded under another rule are not reused
 
 
 def test_split_is_seeded_disjoint_and_complete():

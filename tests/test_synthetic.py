@@ -4,6 +4,8 @@ import re
 import time
 
 import numpy
+import pytest
+from PIL import Image
 
 from minidl.data import synthetic_dataset, write_layout
 
@@ -62,3 +64,24 @@ def test_written_kaggle_layout_has_real_names_and_a_test_folder(tmp_path):
     assert sum(name.startswith("MCUCXR_") and not name.endswith("_mask.png") for name in names) == 3
     assert sum(name.startswith("CHNCXR_") and name.endswith("_mask.png") for name in names) == 3
     assert len(os.listdir(os.path.join(root, "test"))) == 2
+
+
+def test_written_files_appear_whole_or_not_at_all(tmp_path, monkeypatch):
+    original_save = Image.Image.save
+
+    def save_then_fail(picture, path, *args, **kwargs):
+        if len(saved) == 2:  # the third file: write part of it, then fail as a full disk or Ctrl-C would
+            with open(path, "wb") as stream:
+                stream.write(b"\x89PNG half")
+            raise OSError("No space left on device")
+        saved.append(path)
+        return original_save(picture, path, *args, **kwargs)
+
+    saved = []
+    monkeypatch.setattr(Image.Image, "save", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_layout(tmp_path, "generic", 3, seed=0, size=16)
+    written = sorted(os.path.relpath(os.path.join(folder, name), tmp_path)
+                     for folder, _, names in os.walk(tmp_path) for name in names)
+    assert written == ["images/case_001.png", "masks/case_001.png"]
+    assert all(os.path.basename(path).startswith(".tmp-") for path in saved)  # never the final name directly

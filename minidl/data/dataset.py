@@ -3,23 +3,77 @@
 ``load_pairs(pairs, size, cache_dir)`` -> images (N, H, W) float32 in [0, 1], masks (N, H, W) bool.
 The cache is one npz per dataset folder and size, written atomically with
 ``minidl.save`` (never pickled). Each entry is keyed by its files' paths,
-modification times and byte sizes and the target size, so a changed file is
-decoded again and large originals (4000x5000) are decoded only once.
+modification times and byte sizes, the target size and the mask rule, so a
+changed file is decoded again and large originals (4000x5000) are decoded only
+once. Every pair that decodes is cached, even when others fail or the run is
+interrupted; the failures are then reported together, each with its reason.
+``usable_cache_dir`` checks the cache folder before any decoding.
 """
 import hashlib
 import os
+import sys
+import tempfile
 
 import numpy
 from tqdm import tqdm
 
 from ..serialization import load, save
-from .errors import DataError
+from .errors import DataError, listing
 from .images import image_size, read_image, read_mask, resize_image, resize_mask
+
+CACHE_FORMAT = "masks-v2"  # part of every cache key: bump it when decoding changes (v2: 0/1 label masks)
+_warned = set()  # messages already printed by ``_warn_once``
+
+
+def _home_cache_dir():
+    return os.path.join(os.path.expanduser("~"), ".cache", "minidl")
 
 
 def default_cache_dir():
     """``$MINIDL_CACHE_DIR``, or ``~/.cache/minidl``."""
-    return os.environ.get("MINIDL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "minidl")
+    return os.environ.get("MINIDL_CACHE_DIR") or _home_cache_dir()
+
+
+def _warn_once(message):
+    """Print ``message`` on stderr, once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def _cache_dir_problem(cache_dir):
+    """Why decoded images cannot be written to ``cache_dir`` (creating it if needed), or None if they can."""
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        return "it is a file, not a folder"
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".probe-", dir=cache_dir)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        return f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
+    return None
+
+
+def usable_cache_dir(cache_dir, explicit=None):
+    """``cache_dir`` if decoded images can be cached there (it is created), else None; call before decoding.
+
+    An unusable folder the user chose (``explicit``; when None, any folder but the default ``~/.cache/minidl``,
+    so ``--cache-dir`` and ``$MINIDL_CACHE_DIR`` count) is a ``DataError`` naming it. An unusable default
+    is only warned about, once, and the run goes on without a cache.
+    """
+    if not cache_dir:
+        return None
+    cache_dir = os.fspath(cache_dir)
+    problem = _cache_dir_problem(cache_dir)
+    if problem is None:
+        return cache_dir
+    if explicit if explicit is not None else os.path.abspath(cache_dir) != os.path.abspath(_home_cache_dir()):
+        raise DataError(f"cache folder {cache_dir}: cannot write there ({problem}); "
+                        f"choose another --cache-dir or pass --no-cache")
+    _warn_once(f"cannot cache decoded images in the default folder {cache_dir} ({problem}); "
+               f"going on without a cache (set --cache-dir or $MINIDL_CACHE_DIR to a writable folder)")
+    return None
 
 
 def _file_key(path):
@@ -28,9 +82,9 @@ def _file_key(path):
 
 
 def pair_key(pair, size):
-    """The cache key of one pair at ``size``: its files' paths, mtimes and byte sizes, and the size."""
+    """The cache key of one pair at ``size``: its files' paths, mtimes and byte sizes, the size and the mask rule."""
     files = [pair.image, *pair.masks]
-    return "#".join(_file_key(path) for path in files) + f"#{size[0]}x{size[1]}"
+    return "#".join(_file_key(path) for path in files) + f"#{size[0]}x{size[1]}#{CACHE_FORMAT}"
 
 
 def _cache_path(cache_dir, root, size):
@@ -64,24 +118,89 @@ def _read_cache(path):
         return {}  # an unreadable or foreign cache is rebuilt
 
 
+def _write_cache(path, stored, images, masks):
+    """Save the entries whose key ``stored`` holds (None: not loaded); a failed write is warned about, not raised."""
+    kept = [index for index, key in enumerate(stored) if key is not None]
+    try:
+        save(path, {"keys": numpy.array([stored[index] for index in kept], dtype=str), "images": images[kept],
+                    "masks": masks[kept]})
+    except OSError as error:
+        _warn_once(f"cannot write the cache {path} ({error}); decoded images are not cached")
+
+
+def _check_headers(pairs, indices):
+    """{index: reason} for each pair in ``indices`` whose files' headers are unreadable or disagree in size."""
+    failures = {}
+    for index in indices:
+        try:
+            check_pair_sizes(pairs[index])
+        except DataError as error:
+            failures[index] = str(error)
+    return failures
+
+
+def _decode(pairs, indices, size, images, masks, stored, keys, progress):
+    """Decode ``pairs[indices]`` into ``images`` and ``masks``; {index: reason} of those that fail.
+
+    ``stored[index]`` gets the key of each pair decoded, as it is decoded, so an interrupted run can cache them.
+    """
+    failures = {}
+    for index in tqdm(indices, desc="decoding images", unit="img", disable=not progress or len(indices) < 20):
+        try:
+            images[index], masks[index] = load_pair(pairs[index], size)
+            stored[index] = keys[index]
+        except DataError as error:
+            failures[index] = str(error)
+    return failures
+
+
+def _failures_error(failures, total, cached):
+    """One ``DataError`` for every pair that could not be loaded, in pair order, each with its reason."""
+    reasons = [failures[index] for index in sorted(failures)]
+    if len(reasons) == 1:
+        return DataError(reasons[0])
+    others = "; the others are cached, so a rerun decodes only these" if cached else ""
+    return DataError(f"{len(reasons)} of {total} image/mask pairs cannot be loaded{others}:\n  "
+                     + listing(reasons, separator="\n  "))
+
+
+def _empty_masks_error(pairs, size):
+    """The ``DataError`` for a dataset whose every mask is empty at ``size``, naming its first mask files."""
+    whole = read_mask(pairs[0].masks)
+    why = (f"the first has lungs at its own size {whole.shape[1]}x{whole.shape[0]}, which vanish at "
+           f"{size[1]}x{size[0]}; use a larger --size" if whole.any() else "their files hold only zero pixels")
+    files = listing([path for pair in pairs for path in pair.masks], separator=", ", limit=3)
+    return DataError(f"every one of the {len(pairs)} masks is empty ({why}): {files}; a mask marks the lungs "
+                     f"with nonzero pixels")
+
+
 def load_pairs(pairs, size, root, cache_dir=None, progress=True):
     """Every pair decoded at ``size`` = (height, width); reuses and refreshes the cache in ``cache_dir``.
 
     Returns images (N, H, W) float32 in [0, 1] and masks (N, H, W) bool, in the order of ``pairs``.
+    The cache folder is checked first (``usable_cache_dir``). Every pair is tried: those that load are cached
+    (also on Ctrl-C), then one ``DataError`` lists each that did not. A set of masks all empty is a ``DataError``.
     """
+    cache_dir = usable_cache_dir(cache_dir)
     cache_path = _cache_path(cache_dir, root, size) if cache_dir else None
     cached = _read_cache(cache_path)
     keys = [pair_key(pair, size) for pair in pairs]
+    stored = [key if key in cached else None for key in keys]
     images = numpy.empty((len(pairs), *size), numpy.float32)
     masks = numpy.empty((len(pairs), *size), bool)
-    missing = [index for index, key in enumerate(keys) if key not in cached]
-    for index in missing:  # every header first, so a bad pair fails before any slow decoding
-        check_pair_sizes(pairs[index])
-    for index, key in enumerate(keys):
-        if key in cached:
+    for index, key in enumerate(stored):
+        if key is not None:
             images[index], masks[index] = cached[key]
-    for index in tqdm(missing, desc="decoding images", unit="img", disable=not progress or len(missing) < 20):
-        images[index], masks[index] = load_pair(pairs[index], size)
-    if cache_path and (missing or len(cached) != len(keys)):
-        save(cache_path, {"keys": numpy.array(keys), "images": images, "masks": masks})
+    missing = [index for index, key in enumerate(stored) if key is None]
+    failures = _check_headers(pairs, missing)  # every header first: a mismatched pair is never decoded
+    try:
+        failures.update(_decode(pairs, [index for index in missing if index not in failures], size, images, masks,
+                                stored, keys, progress))
+    finally:  # keep what was decoded, even if a file failed or the user pressed Ctrl-C
+        if cache_path and set(stored) - {None} != set(cached):
+            _write_cache(cache_path, stored, images, masks)
+    if failures:
+        raise _failures_error(failures, len(pairs), cache_path is not None)
+    if pairs and not masks.any():
+        raise _empty_masks_error(pairs, size)
     return images, masks

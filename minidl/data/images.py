@@ -2,10 +2,10 @@
 
 ``read_image(path)`` -> (H, W) float32 in [0, 1]: 8- or 16-bit, grayscale, RGB
 or palette PNG and JPEG, each scaled by its own dtype's range (RGB becomes
-luminance). ``read_mask(paths)`` -> (H, W) bool: each file binarised at half
-its range, several files (Montgomery's left and right masks) combined as their
-union. ``resize_image`` is bilinear and ``resize_mask`` nearest, both with
-Pillow. Errors name the file.
+luminance). ``read_mask(paths)`` -> (H, W) bool: each file binarised by
+``binarise_mask``, several files (Montgomery's left and right masks) combined
+as their union. ``resize_image`` is bilinear and ``resize_mask`` nearest, both
+with Pillow. Errors name the file.
 """
 import numpy
 from PIL import Image, UnidentifiedImageError
@@ -57,13 +57,25 @@ def read_image(path):
         return _as_unit_gray(image, path).astype(numpy.float32)
 
 
+def binarise_mask(gray):
+    """The lungs of one mask file read as (H, W) gray in [0, 1] (its dtype's range): (H, W) bool.
+
+    A file with pixels at or above half its range (0/255 masks, anti-aliased ones) is cut there, so soft
+    edges stay as drawn. A file with no such pixel is a label mask (0/1, or small label values such as
+    1 and 2 for two lungs): every nonzero pixel is lung. An all-zero file is an empty mask.
+    """
+    if gray.max(initial=0.0) >= 0.5:
+        return gray >= 0.5
+    return gray > 0.0
+
+
 def read_mask(paths):
-    """The union of one or more mask files, each binarised at half its range: (H, W) bool."""
+    """The union of one or more mask files, each binarised by ``binarise_mask``: (H, W) bool."""
     paths = [paths] if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__") else list(paths)
     union = None
     for path in paths:
         with _open(path) as image:
-            mask = _as_unit_gray(image, path) >= 0.5
+            mask = binarise_mask(_as_unit_gray(image, path))
         if union is not None and mask.shape != union.shape:
             raise DataError(f"mask {path} has size {mask.shape[1]}x{mask.shape[0]}, "
                             f"its companion {paths[0]} has {union.shape[1]}x{union.shape[0]}")

@@ -11,12 +11,13 @@ Layouts recognised in ``root`` or one folder below it (``Lung Segmentation/``, s
 - ``generic``: ``images/`` + ``masks/`` matched by stem, with or without ``_mask``.
 
 ``find_pairs(root)`` -> ``DatasetReport``: the layout, the pairs, the counts and
-every unpaired file by name.
+every unpaired file by name. Two images whose names differ only in the extension
+(``c0.png`` and ``c0.jpg``) would share one mask, so they are an error.
 """
 import os
 from dataclasses import dataclass, field
 
-from .errors import DataError
+from .errors import DataError, listing
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_SUFFIX = "_mask"
@@ -41,6 +42,7 @@ class DatasetReport:
     unpaired_images: list = field(default_factory=list)
     unpaired_masks: list = field(default_factory=list)
     test_images: list = field(default_factory=list)
+    missing_masks: dict = field(default_factory=dict)  # unpaired image name -> the mask files it lacks
 
     def lines(self):
         """The report as printable lines."""
@@ -48,9 +50,11 @@ class DatasetReport:
                 f"{self.mask_count} mask files, {len(self.pairs)} pairs used"]
         if self.test_images:
             text.append(f"  {len(self.test_images)} test images without masks (not used for training)")
-        for kind, names in (("image without a mask", self.unpaired_images), ("mask without an image",
-                                                                               self.unpaired_masks)):
-            text.extend(f"  unpaired {kind}: {name}" for name in names)
+        for name in self.unpaired_images:
+            missing = self.missing_masks.get(name)
+            text.append(f"  unpaired image without a mask: {name}" + (f" (missing {', '.join(missing)})"
+                                                                       if missing else ""))
+        text.extend(f"  unpaired mask without an image: {name}" for name in self.unpaired_masks)
         return text
 
 
@@ -67,11 +71,23 @@ def _stem(name):
     return os.path.splitext(name)[0]
 
 
+def _check_unique_stems(images):
+    """Raise ``DataError`` naming every group of image files that differ only in their extension."""
+    by_stem = {}
+    for name, path in images.items():
+        by_stem.setdefault(_stem(name), []).append(path)
+    shared = [" and ".join(paths) for paths in by_stem.values() if len(paths) > 1]
+    if shared:
+        raise DataError(f"images that differ only in their extension would share one mask and appear twice: "
+                        f"{listing(shared)}; keep one of each")
+
+
 def _pair_by_stem(images, masks):
     """Pair images with masks named ``<stem>.ext`` or ``<stem>_mask.ext``; the ``_mask`` name wins a tie.
 
-    Returns (pairs, unpaired image names, unpaired mask names).
+    Returns (pairs, unpaired image names, unpaired mask names). Images sharing a stem are a ``DataError``.
     """
+    _check_unique_stems(images)
     image_stems = {_stem(name) for name in images}
     mask_for_stem, unpaired_masks = {}, []
     for name in sorted(masks, key=lambda n: not _stem(n).endswith(MASK_SUFFIX)):
@@ -92,13 +108,14 @@ def _montgomery(folder):
     images = _image_files(os.path.join(folder, "CXR_png"))
     left = _image_files(os.path.join(folder, "ManualMask", "leftMask"))
     right = _image_files(os.path.join(folder, "ManualMask", "rightMask"))
+    sides = (("leftMask", left), ("rightMask", right))
     pairs = [Pair(_stem(name), path, (left[name], right[name]))
              for name, path in images.items() if name in left and name in right]
-    unpaired_images = [name for name in images if name not in left or name not in right]
-    unpaired_masks = [f"ManualMask/{side}/{name}" for side, files in (("leftMask", left), ("rightMask", right))
-                      for name in files if name not in images or name not in left or name not in right]
-    return DatasetReport("montgomery", folder, len(images), len(left) + len(right), pairs, unpaired_images,
-                         unpaired_masks)
+    missing = {name: [f"ManualMask/{side}/{name}" for side, files in sides if name not in files]
+               for name in images if name not in left or name not in right}
+    unpaired_masks = [f"ManualMask/{side}/{name}" for side, files in sides for name in files if name not in images]
+    return DatasetReport("montgomery", folder, len(images), len(left) + len(right), pairs, list(missing),
+                         unpaired_masks, missing_masks=missing)
 
 
 def _cxr_with_masks(folder, mask_folder):
@@ -134,9 +151,12 @@ def _detect_in(folder):
 def find_pairs(root):
     """Detect the layout of ``root`` (or of one folder below it) and pair its images with their masks.
 
-    Raises ``DataError`` for a missing folder, an unrecognised layout or a layout with no pairs.
+    Raises ``DataError`` for a missing folder or a file, an unrecognised layout, a layout with no pairs, or
+    images that differ only in their extension.
     """
     root = os.fspath(root)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataError(f"--data {root}: is a file, not a folder (give the dataset's folder)")
     if not os.path.isdir(root):
         raise DataError(f"--data {root}: no such folder")
     children = sorted(entry.path for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))

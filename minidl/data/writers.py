@@ -5,28 +5,30 @@ pairs as the ``kaggle``, ``montgomery``, ``shenzhen`` or ``generic`` layout
 (see ``layouts``) and returns the folder a loader should be pointed at. The
 Kaggle layout mixes Montgomery names (mask named like its image, 16-bit
 images) and Shenzhen names (``_mask`` masks, RGB images) and adds a ``test/``
-folder of images without masks, so every decoding path is exercised.
+folder of images without masks, so every decoding path is exercised. Each file
+is written atomically (``atomic_output``), so an interrupted run leaves no half-written PNG.
 """
 import os
 
 import numpy
 from PIL import Image
 
+from ..serialization import atomic_output
 from .synthetic import synthetic_dataset
 
 LAYOUTS = ("kaggle", "montgomery", "shenzhen", "generic")
 
 
 def _save_gray(path, image, bits=8, rgb=False):
-    """Save (H, W) float in [0, 1] as an 8-bit (optionally RGB) or 16-bit grayscale PNG."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Save (H, W) float in [0, 1] as an 8-bit (optionally RGB) or 16-bit grayscale PNG, atomically."""
     if bits == 16:
         picture = Image.fromarray(numpy.round(image * 65535).astype(numpy.uint16))
     else:
         picture = Image.fromarray(numpy.round(image * 255).astype(numpy.uint8))
         if rgb:
             picture = picture.convert("RGB")
-    picture.save(path)
+    with atomic_output(path) as temporary:
+        picture.save(temporary)
 
 
 def _save_mask(path, mask):
