@@ -20,10 +20,13 @@ from minidl.data import DataError, default_cache_dir, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
                              evaluate, evaluate_folder, load_examples, load_trained_model, predict_files,
                              read_checkpoint, split_examples)
-from minidl.training.builders import check_device
 from minidl.training.config import LOSSES, MODEL_STRIDES, OPTIMIZERS
+from minidl.training.data import check_split
+from minidl.training.folders import (SETTINGS_A_RUN_MAY_CHANGE, best_epoch, carry_best, check_new_run_folder,
+                                     check_output_folder, check_resume_folder)
 
-SETTINGS_RESUME_MAY_CHANGE = ("epochs", "device")
+SETTINGS_RESUME_MAY_CHANGE = SETTINGS_A_RUN_MAY_CHANGE  # --data: only to point at the same dataset after a move
+FLAGS = {"augment": "--no-augment"}  # the flags not named --<setting>
 DEFAULTS = TrainConfig()
 MAKE_SYNTHETIC_SEED = 2024  # not the training default, so a written set is unseen by a default run
 
@@ -61,7 +64,8 @@ def train_parser():
     option("--no-augment", action="store_true", help="train without rotation/scale/shift/brightness changes")
     option("--out", help="run folder (default runs/<date-time>)")
     option("--resume", metavar="CHECKPOINT", help="continue a run from last.npz (or its folder); only --epochs, "
-                                                  "--device and --out may be given with it")
+                                                  "--device, --out and --data (the same dataset, moved) may be given "
+                                                  "with it; --out must not hold another run")
     option("--cache-dir", help=f"where decoded images are cached (default {default_cache_dir()})")
     option("--no-cache", action="store_true", help="do not cache decoded images")
     option("--quiet", action="store_true", help="no progress bars (training and image decoding)")
@@ -108,29 +112,69 @@ def make_synthetic(args):
     if not count.isdigit() or int(count) < 1:
         raise ConfigError(f"--make-synthetic {directory} {count}: N must be a positive integer")
     seed = MAKE_SYNTHETIC_SEED if args.seed is None else args.seed
+    replace(DEFAULTS, seed=seed).validate()  # the --seed check of a training run
+    check_output_folder(directory, "--make-synthetic")
     root = write_layout(directory, "kaggle", int(count), seed, size=256)
     print(f"wrote {count} synthetic image/mask pairs (Kaggle layout) to {root}; "
           f"train on them with: python train_lung.py --data {directory}")
     return 0
 
 
+def flag_of(setting):
+    """The command-line flag that sets a TrainConfig field."""
+    return FLAGS.get(setting, "--" + setting.replace("_", "-"))
+
+
 def prepare_run(args):
-    """(config, run folder, checkpoint or None) for a new or resumed run."""
+    """(config, run folder, checkpoint or None) for a new or resumed run, with every check that needs no data."""
     given = explicit_settings(args)
     if args.resume:
-        checkpoint = read_checkpoint(args.resume)
-        refused = sorted(set(given) - set(SETTINGS_RESUME_MAY_CHANGE))
-        if refused:
-            option = "--" + refused[0].replace("_", "-")
-            raise ConfigError(f"--resume continues a run with its saved settings; drop {option}")
-        config = replace(checkpoint["config"], **given).validate()
-        return config, args.out or os.path.dirname(os.path.abspath(checkpoint["path"])), checkpoint
+        return prepare_resume(args, given)
     config = replace(DEFAULTS, **given).validate()
     run_dir = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    if os.path.exists(os.path.join(run_dir, "last.npz")):
-        raise ConfigError(f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
-                          "or choose another --out")
+    check_output_folder(run_dir)
+    check_new_run_folder(run_dir)
     return config, run_dir, None
+
+
+def prepare_resume(args, given):
+    """``prepare_run`` for --resume.
+
+    Only SETTINGS_RESUME_MAY_CHANGE may be given, and the run folder (the checkpoint's, or --out) must
+    not hold another run or a checkpoint further on.
+    """
+    checkpoint = read_checkpoint(args.resume)
+    refused = sorted(flag_of(setting) for setting in set(given) - set(SETTINGS_RESUME_MAY_CHANGE))
+    if refused:
+        raise ConfigError(f"--resume continues a run with its saved settings; drop {', '.join(refused)}")
+    if "data" in given and checkpoint["config"].data is None:
+        raise ConfigError(f"--data {args.data}: checkpoint {checkpoint['path']} trained on the synthetic set; "
+                          "drop --data")
+    config = replace(checkpoint["config"], **given).validate()
+    run_dir = args.out or os.path.dirname(os.path.abspath(checkpoint["path"]))
+    check_output_folder(run_dir)
+    check_resume_folder(checkpoint, run_dir)
+    return config, run_dir, checkpoint
+
+
+def check_dataset(config, checkpoint):
+    """The checks on the dataset that need no decoding: the stored folder of a resumed run, and the split."""
+    if checkpoint is not None and config.data is not None and config.data == checkpoint["config"].data \
+            and not os.path.isdir(config.data):
+        raise ConfigError(f"checkpoint {checkpoint['path']} trained on the dataset folder {config.data}, which no "
+                          "longer exists; if the dataset moved, give its new location with --data")
+    check_split(config)
+
+
+def done_message(history, run_dir, checkpoint, best_carried):
+    """The last line of training: the best epoch, and where its weights are."""
+    best = best_epoch(history)
+    where = f"outputs in {run_dir}"
+    if checkpoint is not None and best <= checkpoint["epoch"] and not best_carried:
+        where += (f" (no best.npz there: none for epoch {best} was found beside {checkpoint['path']} to carry "
+                  "over)")
+    return (f"done: best val Dice {history['val_dice'][best - 1]:.4f} (IoU {history['val_iou'][best - 1]:.4f}) at "
+            f"epoch {best}; total {sum(history['seconds']):.0f} s of training; {where}")
 
 
 def train_command(args):
@@ -139,20 +183,20 @@ def train_command(args):
         print(f"{checkpoint['path']} has already trained {checkpoint['epoch']} of {config.epochs} epochs; "
               "give a larger --epochs to train on")
         return 0
-    check_device(config.device)
+    check_dataset(config, checkpoint)
+    trainer = Trainer(config, run_dir, progress=not args.quiet)
+    if checkpoint is not None:
+        trainer.resume(checkpoint)  # a checkpoint that does not fit the model fails here, before the data loads
     examples = load_examples(config, cache_dir_of(args), progress=not args.quiet)
     splits = split_examples(config, *examples)
     print(f"{len(splits['train'][0])} training / {len(splits['val'][0])} validation images; model {config.model}, "
           f"{config.optimizer} lr {config.lr}, loss {config.loss}, {config.epochs} epochs of batch "
           f"{config.batch_size}, {config.device}; run folder {run_dir}")
-    trainer = Trainer(config, splits, run_dir, progress=not args.quiet)
+    best_carried = checkpoint is not None and carry_best(checkpoint, run_dir)
     if checkpoint is not None:
-        trainer.resume(checkpoint)
         print(f"resuming {checkpoint['path']} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}")
-    history = trainer.fit()
-    best = max(range(len(history["val_dice"])), key=history["val_dice"].__getitem__)
-    print(f"done: best val Dice {history['val_dice'][best]:.4f} (IoU {history['val_iou'][best]:.4f}) at epoch "
-          f"{int(history['epoch'][best])}; total {sum(history['seconds']):.0f} s of training; outputs in {run_dir}")
+    history = trainer.fit(splits)
+    print(done_message(history, run_dir, checkpoint, best_carried))
     if len(splits["test"][0]):
         metrics, _ = evaluate(trainer.model, trainer.loss, config.loss, *splits["test"], config.batch_size,
                               config.device)
@@ -163,6 +207,7 @@ def train_command(args):
 
 def predict_command(argv):
     args = predict_parser().parse_args(argv)
+    check_output_folder(args.out)
     model, config = load_trained_model(args.checkpoint, args.device)
     written = predict_files(model, config, args.images, args.out, args.device)
     print(f"wrote {len(written)} files for {len(args.images)} images to {args.out}")

@@ -26,6 +26,7 @@ from .gradcheck import TOLERANCE, away_from_zero, check_loss, check_module, tie_
 # Inputs are drawn from this seed. It must differ from check_module's upstream seed (0): with the same
 # stream the upstream gradient equals the input, and for batch norm that makes dL/dx exactly zero.
 SEED = 12345
+DEFAULT_SHAPE = "2,3,8,8"  # --input-shape of a user's layer
 
 
 def normal(shape, scale=1.0):
@@ -184,14 +185,11 @@ def parse_arguments(text):
 
 
 def parse_shape(text):
-    """``"2,3,8,8"`` -> ``(2, 3, 8, 8)``."""
-    try:
-        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
-    except ValueError:
-        shape = ()
-    if not shape or min(shape) < 1:
+    """``"2,3,8,8"`` (or ``"2x3x8x8"``) -> ``(2, 3, 8, 8)``; every part must be a positive integer."""
+    parts = [part.strip() for part in text.replace("x", ",").split(",")]
+    if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
         raise ValueError(f"--input-shape {text!r} must be positive integers separated by commas, e.g. 2,3,8,8")
-    return shape
+    return tuple(int(part) for part in parts)
 
 
 def load_class(spec):
@@ -230,6 +228,18 @@ def user_case(spec, arguments, shape, max_elements=None):
     return layer_class.__name__, config, run
 
 
+def chosen_cases(options):
+    """The built-in table, or the case of ``--module``; a bad or misplaced option is a ``ValueError``."""
+    shape = parse_shape(options.input_shape or DEFAULT_SHAPE)
+    if options.module is not None:
+        return [user_case(options.module, options.args, shape, options.max_elements)]
+    for option, value in (("--args", options.args), ("--input-shape", options.input_shape),
+                          ("--max-elements", options.max_elements)):
+        if value not in (None, ""):
+            raise ValueError(f"{option} needs --module (the built-in table uses its own inputs)")
+    return builtin_cases()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m minidl.gradcheck",
@@ -239,8 +249,8 @@ def build_parser():
                         help="your layer class, e.g. mylayers:Scale (or path/to/file.py:Scale)")
     parser.add_argument("--args", default="", metavar="LITERALS",
                         help="constructor arguments as Python literals, e.g. \"3, 4, kernel_size=3\"")
-    parser.add_argument("--input-shape", default="2,3,8,8", metavar="N,C,H,W",
-                        help="shape of the random float64 input (default 2,3,8,8)")
+    parser.add_argument("--input-shape", default=None, metavar="N,C,H,W",
+                        help=f"shape of the random float64 input (default {DEFAULT_SHAPE})")
     parser.add_argument("--max-elements", type=int, default=None, metavar="K",
                         help="check a random sample of K entries per tensor (for big layers)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
@@ -251,16 +261,10 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     options = parser.parse_args(argv)
-    if options.module is None:
-        if options.args:
-            parser.error("--args needs --module")
-        cases = builtin_cases()
-    else:
-        try:
-            cases = [user_case(options.module, options.args, parse_shape(options.input_shape),
-                               options.max_elements)]
-        except ValueError as error:
-            parser.error(str(error))
+    try:
+        cases = chosen_cases(options)
+    except ValueError as error:
+        parser.error(str(error))
     start = time.perf_counter()
     rows = run_cases(cases, options.tolerance)
     print(format_table(rows))

@@ -69,18 +69,45 @@ def save(path, state):
         _write_npz(stream, arrays)
 
 
-def load(path):
-    """Read an npz written by ``save`` into a dict of name -> ``numpy.ndarray`` (never unpickles)."""
+NPZ_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first member, or an empty zip
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_archive(path):
+    """Raise ``ValueError`` unless ``path`` starts as an npz (zip) archive does: a clear message, never numpy's."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(len(NPY_MAGIC))
+    except OSError as error:
+        raise ValueError(f"minidl.load: {path} cannot be read ({error.strerror or error})") from None
+    if head.startswith(NPY_MAGIC):
+        raise ValueError(f"minidl.load: {path} holds a single .npy array, not an npz archive")
+    if not head.startswith(NPZ_MAGICS):
+        raise ValueError(f"minidl.load: {path} is not an .npz archive written by minidl.save")
+
+
+def _read_entry(archive, name, path):
+    """One array of an open npz; an entry of pickled objects is refused, never unpickled."""
+    try:
+        return archive[name]
+    except ValueError as error:
+        if "pickle" in str(error):  # numpy refuses object arrays when allow_pickle=False
+            raise ValueError(f"minidl.load: {path} holds pickled objects (entry '{name}'), "
+                             "which minidl never loads") from None
+        raise ValueError(f"minidl.load: {path}: entry '{name}' is not a readable array ({error})") from None
+
+
+def load(path, keep=None):
+    """Read an npz written by ``save`` into a dict of name -> ``numpy.ndarray`` (never unpickles).
+
+    ``keep(name)``, when given, picks the entries to read; the others are not decompressed or read.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"minidl.load: no such file: {path}")
+    _check_archive(path)
     try:
-        archive = numpy.load(path, allow_pickle=False)
-        if not hasattr(archive, "files"):
-            raise ValueError("it holds a single .npy array, not an npz archive")
-        with archive:
-            return {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        raise ValueError(f"minidl.load: {path} holds pickled objects or is not a minidl npz file ({error})") from None
+        with numpy.load(path, allow_pickle=False) as archive:
+            return {name: _read_entry(archive, name, path) for name in archive.files if keep is None or keep(name)}
     except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"minidl.load: {path} is not a readable npz file ({error})") from None

@@ -1,5 +1,6 @@
 """minidl.gradcheck: the checker itself, and the ``python -m minidl.gradcheck`` command line."""
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,7 @@ import pytest
 
 from minidl import Parameter
 from minidl.gradcheck import TOLERANCE, check_loss, check_module, numerical_gradient, relative_error
-from minidl.gradcheck_cli import parse_arguments, parse_shape
+from minidl.gradcheck_cli import main as gradcheck_main, parse_arguments, parse_shape
 from minidl.nn import Module
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,8 +176,28 @@ def test_cli_refuses_non_literal_arguments(text):
 
 def test_cli_shape_parsing():
     assert parse_shape("2,3,8,8") == (2, 3, 8, 8)
+    assert parse_shape(" 2, 3 ") == parse_shape("2x3") == (2, 3)
     with pytest.raises(ValueError, match="--input-shape '2,a' must be positive integers"):
         parse_shape("2,a")
+
+
+@pytest.mark.parametrize("text", ["2,x", "2,,3", "2,3,", ",", "", "2,0", "2,-3", "2,3_0", "2,1.5"])
+def test_cli_shape_parsing_refuses_every_part_that_is_not_a_positive_integer(text):
+    with pytest.raises(ValueError, match=f"--input-shape {re.escape(repr(text))} must be positive integers"):
+        parse_shape(text)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--module", "m:C", "--input-shape", "2,x"], "--input-shape '2,x' must be positive integers"),
+    (["--input-shape", "2,x"], "--input-shape '2,x' must be positive integers"),
+    (["--input-shape", "2,3"], "--input-shape needs --module"),
+    (["--max-elements", "5"], "--max-elements needs --module"),
+    (["--args", "3"], "--args needs --module")])
+def test_cli_refuses_a_bad_or_misplaced_option_before_running(arguments, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        gradcheck_main(arguments)
+    captured = capsys.readouterr()
+    assert stop.value.code == 2 and message in captured.err and captured.out == ""
 
 
 def run_cli(*arguments, cwd=REPOSITORY):

@@ -132,3 +132,21 @@ def test_restoring_the_original_bodies_passes_again(student_copy, tmp_path):
     results = run_assignment_tests(restored)
     assert set(results) == set(tool.available())
     assert all(message is None for message in results.values()), results
+
+
+def test_blanked_files_are_written_atomically(tmp_path, monkeypatch):
+    root, out = tmp_path / "repository", tmp_path / "student"
+    path = tool.BLANKABLE["relu"][0]
+    (root / path).parent.mkdir(parents=True)
+    shutil.copy2(REPOSITORY / path, root / path)
+    original_write = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):
+        original_write(self, text[:10], *args, **kwargs)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        tool.make_assignment(["relu"], out, root)
+    assert (out / path).read_text() == (REPOSITORY / path).read_text()
+    assert os.listdir((out / path).parent) == [Path(path).name]

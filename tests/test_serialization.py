@@ -191,3 +191,53 @@ def test_load_errors_name_the_file(tmp_path):
     (tmp_path / "truncated.npz").write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(ValueError, match="minidl.load: .*truncated.npz"):
         minidl.load(tmp_path / "truncated.npz")
+
+
+@pytest.mark.parametrize("content", [b"a text file\n", b"", b"\x80\x04K\x01."], ids=["text", "empty", "pickle"])
+def test_a_file_that_is_no_npz_archive_is_named_without_advice_to_unpickle(tmp_path, content):
+    path = tmp_path / "notes.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"minidl.load: .*notes.npz is not an .npz archive written by minidl.save$") \
+            as caught:
+        minidl.load(path)
+    assert "pickle" not in str(caught.value)
+
+
+def test_load_reads_only_the_entries_kept(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.npz"
+    minidl.save(path, {"model.weight": numpy.ones((2, 2)), "epoch": 3})
+    read = []
+    original = numpy.lib.format.read_array
+    monkeypatch.setattr(numpy.lib.format, "read_array",
+                        lambda stream, *args, **kwargs: read.append(1) or original(stream, *args, **kwargs))
+    loaded = minidl.load(path, keep=lambda name: not name.startswith("model."))
+    assert list(loaded) == ["epoch"] and int(loaded["epoch"]) == 3 and len(read) == 1
+
+
+def load_tool(name):
+    """A module of tools/ by file name."""
+    import importlib.util
+
+    tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_figure_tool_writes_atomically(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    figures = load_tool("make_figures")
+    path = tmp_path / "im2col.png"
+    path.write_bytes(b"old figure")
+
+    def disk_full(figure, target, **kwargs):
+        with open(target, "wb") as stream:
+            stream.write(b"half a png")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        figures.im2col_figure(path)
+    assert os.listdir(tmp_path) == ["im2col.png"] and path.read_bytes() == b"old figure"

@@ -1,6 +1,7 @@
 """train_lung.py end to end on tiny runs: outputs, resume to identical weights, Ctrl-C, NaN, predict,
 evaluate, every model, and every kind of bad input (one-line error, exit status 2)."""
 import csv
+import json
 import importlib.util
 import os
 import re
@@ -299,6 +300,9 @@ BAD_INPUTS = {
     "predict missing checkpoint": lambda folder: (["predict", "--checkpoint", str(folder / "c.npz"), "x.png",
                                                    "--out", str(folder)], "no such file"),
     "evaluate without data": lambda folder: (["evaluate", "--checkpoint", "c.npz"], "required: --data"),
+    "negative seed": lambda folder: (["--seed", "-1"], "--seed -1: must be a non-negative integer"),
+    "negative seed of a synthetic set": lambda folder: (["--make-synthetic", str(folder / "set"), "2", "--seed", "-1"],
+                                                        "--seed -1: must be a non-negative integer"),
 }
 
 
@@ -400,8 +404,8 @@ MISFITS = [  # (command, how the checkpoint is altered, the key, what the error 
 
 @pytest.mark.parametrize("command, alter, key, message", MISFITS,
                          ids=[f"{command}-{alter.__name__}-{key}" for command, alter, key, _ in MISFITS])
-def test_a_checkpoint_that_does_not_fit_the_model_is_a_one_line_error(trained_run, tmp_path, capsys, command,
-                                                                       alter, key, message):
+def test_a_checkpoint_that_does_not_fit_the_model_is_a_one_line_error(trained_run, tmp_path, capsys, no_loading,
+                                                                       command, alter, key, message):
     state = minidl.load(os.path.join(trained_run, "last.npz"))
     alter(state, key)
     checkpoint = str(tmp_path / "misfit.npz")
@@ -415,3 +419,216 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_a_one_line_error(trained_ru
     status, _, err = run_main(argv, capsys)
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert re.search("checkpoint .*misfit.npz: " + message, err), err
+
+
+def forbid_loading(monkeypatch):
+    """From now on, fail the test if train_lung.py starts loading a dataset: its error must come before."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dataset was loaded before the error")
+
+    monkeypatch.setattr(train_lung, "load_examples", refuse)
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    forbid_loading(monkeypatch)
+
+
+def file_bytes(folder):
+    """{name: content} of the files in a folder."""
+    return {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+
+
+def test_resume_refuses_an_out_that_holds_another_run(trained_run, tmp_path, capsys, monkeypatch):
+    other = tmp_path / "fcn"
+    assert train_lung.main(TINY + ["--model", "fcn", "--epochs", "1", "--out", str(other)]) == 0
+    before = file_bytes(other)
+    forbid_loading(monkeypatch)
+    status, _, err = run_main(["--resume", trained_run, "--epochs", "5", "--out", str(other), "--quiet"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert f"{other} holds another run ({other / 'last.npz'})" in err and "choose another --out" in err
+    assert file_bytes(other) == before
+
+
+def test_resume_refuses_a_checkpoint_older_than_the_last_one_and_branches_off_with_out(tmp_path, capsys):
+    run_dir, branch = tmp_path / "run", tmp_path / "branch"
+    assert run_main(TINY + ["--epochs", "1", "--out", str(run_dir)], capsys)[0] == 0
+    first_best = (run_dir / "best.npz").read_bytes()
+    assert run_main(["--resume", str(run_dir), "--epochs", "2", "--quiet"], capsys)[0] == 0
+    (run_dir / "best.npz").write_bytes(first_best)  # as if epoch 2 had not improved
+    before = file_bytes(run_dir)
+    status, _, err = run_main(["--resume", str(run_dir / "best.npz"), "--epochs", "4", "--quiet"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert f"best.npz has trained 1 epoch but {run_dir / 'last.npz'} has trained 2 epochs" in err
+    assert f"--resume {run_dir / 'last.npz'}" in err and "--out NEW_FOLDER" in err
+    assert file_bytes(run_dir) == before
+    status, out, _ = run_main(["--resume", str(run_dir / "best.npz"), "--epochs", "2", "--quiet", "--out",
+                               str(branch)], capsys)
+    assert status == 0 and file_bytes(run_dir) == before
+    best = int(re.search(r"at epoch (\d+);", out)[1])
+    assert int(minidl.load(branch / "best.npz")["epoch"]) == best and out.rstrip().endswith(f"outputs in {branch}")
+
+
+def test_a_run_resumed_into_a_new_folder_carries_its_best_checkpoint_or_says_it_has_none(trained_run, tmp_path,
+                                                                                         capsys):
+    moved = tmp_path / "moved"
+    status, out, _ = run_main(["--resume", trained_run, "--epochs", "4", "--quiet", "--out", str(moved)], capsys)
+    best = int(re.search(r"at epoch (\d+);", out)[1])
+    assert status == 0 and int(minidl.load(moved / "best.npz")["epoch"]) == best
+    assert out.rstrip().endswith(f"outputs in {moved}")
+    lone, state = tmp_path / "lone", minidl.load(os.path.join(trained_run, "last.npz"))
+    state["history.val_dice"] = numpy.array([0.9, 0.1, 0.2])  # epoch 1 best, and no best.npz beside it
+    state["best_dice"] = numpy.float64(0.9)
+    minidl.save(lone / "last.npz", state)
+    status, out, _ = run_main(["--resume", str(lone), "--epochs", "4", "--quiet", "--out", str(tmp_path / "b")],
+                              capsys)
+    assert status == 0 and not (tmp_path / "b" / "best.npz").exists()
+    assert "at epoch 1;" in out and f"(no best.npz there: none for epoch 1 was found beside {lone}" in out
+
+
+def test_resume_after_the_dataset_moved_takes_its_new_place_from_data(tmp_path, capsys, monkeypatch):
+    data, moved, run_dir = tmp_path / "data", tmp_path / "moved", str(tmp_path / "run")
+    write_layout(str(data), "generic", 6, seed=1, size=32)
+    assert run_main(TINY + ["--data", str(data), "--epochs", "1", "--out", run_dir], capsys)[0] == 0
+    os.rename(data, moved)
+    status, _, err = run_main(["--resume", run_dir, "--epochs", "2", "--quiet", "--no-cache"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "checkpoint " in err
+    assert f"trained on the dataset folder {data}, which no longer exists" in err and "with --data" in err
+    status, out, err = run_main(["--resume", run_dir, "--epochs", "2", "--quiet", "--no-cache", "--data", str(moved)],
+                                capsys)
+    assert status == 0, err
+    assert TrainConfig.from_json(str(minidl.load(os.path.join(run_dir, "last.npz"))["config"])).data == str(moved)
+    status, _, err = run_main(["--resume", run_dir, "--epochs", "3", "--model", "fcn"], capsys)
+    assert status == 2 and "drop --model" in err
+
+
+def test_data_with_the_resume_of_a_synthetic_run_is_refused(trained_run, tmp_path, capsys):
+    status, _, err = run_main(["--resume", trained_run, "--epochs", "4", "--data", str(tmp_path)], capsys)
+    assert status == 2 and "trained on the synthetic set; drop --data" in err
+
+
+def a_file(folder):
+    (folder / "afile").write_text("not a folder")
+    return str(folder / "afile")
+
+
+UNUSABLE_OUTPUTS = {  # how the path is made, what the error says after the option and the path
+    "a file": (a_file, "it exists and is not a folder"),
+    "below a file": (lambda folder: os.path.join(a_file(folder), "sub"), r"/afile exists and is not a folder"),
+    "in /proc": (lambda folder: "/proc/minidl-nope", r"cannot write in /proc \("),
+}
+
+
+@pytest.mark.parametrize("command", ["train", "resume", "predict", "make-synthetic"])
+@pytest.mark.parametrize("case", sorted(UNUSABLE_OUTPUTS))
+def test_an_unusable_output_path_is_a_one_line_error_before_any_work(trained_run, tmp_path, capsys, no_loading,
+                                                                     command, case):
+    if case == "in /proc" and not os.path.isdir("/proc"):
+        pytest.skip("no /proc here")
+    make, message = UNUSABLE_OUTPUTS[case]
+    path = make(tmp_path)
+    option = "--make-synthetic" if command == "make-synthetic" else "--out"
+    argv = {"train": TINY + ["--out", path], "resume": ["--resume", trained_run, "--epochs", "4", "--out", path],
+            "predict": ["predict", "--checkpoint", trained_run, str(tmp_path / "x.png"), "--out", path],
+            "make-synthetic": ["--make-synthetic", path, "2"]}[command]
+    status, _, err = run_main(argv, capsys)
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(f"error: {option} {re.escape(path)}: .*{message}", err), err
+
+
+def test_predict_refuses_inputs_of_one_name_and_writes_nothing_when_an_input_is_bad(trained_run, tmp_path, capsys):
+    for folder in ("a", "b"):
+        os.makedirs(tmp_path / folder)
+        Image.new("L", (20, 24)).save(tmp_path / folder / "x.png")
+    Image.new("L", (20, 24)).save(tmp_path / "y.png")
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    out = tmp_path / "predicted"
+    status, _, err = run_main(["predict", "--checkpoint", trained_run, str(tmp_path / "a" / "x.png"),
+                               str(tmp_path / "b" / "x.png"), "--out", str(out)], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert f"IMAGES {tmp_path / 'a' / 'x.png'} and {tmp_path / 'b' / 'x.png'} would both write x_mask.png" in err
+    for bad in ("bad.png", "missing.png"):
+        status, _, err = run_main(["predict", "--checkpoint", trained_run, str(tmp_path / "y.png"),
+                                   str(tmp_path / bad), "--out", str(out)], capsys)
+        assert status == 2 and f"cannot read image {tmp_path / bad}" in err
+    assert not out.exists()
+
+
+def test_training_fractions_that_leave_no_training_image_are_refused_before_loading(tmp_path, capsys, no_loading):
+    status, _, err = run_main(TINY + ["--val-fraction", "0.6", "--test-fraction", "0.4", "--out",
+                                      str(tmp_path / "run")], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "--val-fraction 0.6 and --test-fraction 0.4 leave no training image of the 14 synthetic images" in err
+    data = write_layout(str(tmp_path / "data"), "generic", 4, seed=0, size=32)
+    status, _, err = run_main(TINY + ["--data", data, "--val-fraction", "0.5", "--test-fraction", "0.4", "--out",
+                                      str(tmp_path / "run")], capsys)
+    assert status == 2 and f"leave no training image of the 4 pairs in --data {data}" in err
+
+
+def test_resume_names_the_flag_the_user_typed(trained_run, capsys):
+    status, _, err = run_main(["--resume", trained_run, "--epochs", "4", "--no-augment", "--lr", "0.1"], capsys)
+    assert status == 2 and err.endswith("drop --lr, --no-augment\n"), err
+
+
+def test_a_file_that_is_not_an_npz_archive_never_points_at_unsafe_loading(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("a text file, not a checkpoint\n")
+    for argv in (["--resume", str(text)], ["predict", "--checkpoint", str(text), "x.png", "--out", str(tmp_path)]):
+        status, _, err = run_main(argv, capsys)
+        assert status == 2 and err.count("\n") == 1
+        assert "notes.txt is not an .npz archive written by minidl.save" in err and "pickle" not in err
+
+
+def replaced(key, value):
+    def alter(state):
+        state[key] = value
+    alter.__name__ = key
+    return alter
+
+
+def config_with(**settings):
+    def alter(state):
+        state["config"] = numpy.array(json.dumps({**json.loads(str(state["config"])), **settings}))
+    alter.__name__ = "config"
+    return alter
+
+
+MALFORMED = [  # how the checkpoint is damaged, what the error says after "checkpoint <path>: "
+    (replaced("rng.state", numpy.zeros(3, numpy.uint64)), r"field 'rng.state' must be 4 uint64 words, got dtype "
+                                                          r"uint64, shape \(3,\)"),
+    (replaced("rng.state", numpy.zeros(4, numpy.int32)), "field 'rng.state' must be 4 uint64 words"),
+    (replaced("epoch", numpy.array([3, 3])), r"field 'epoch' must be an integer, got dtype int64, shape \(2,\)"),
+    (replaced("epoch", numpy.int64(-1)), "field 'epoch' is -1, below 0"),
+    (replaced("step", numpy.float64(1.5)), "field 'step' must be an integer"),
+    (replaced("best_dice", numpy.array("high")), "field 'best_dice' must be a number"),
+    (replaced("rng.uinteger", numpy.array([1, 2])), "field 'rng.uinteger' must be an integer"),
+    (replaced("history.val_dice", numpy.zeros(2)), r"field 'history.val_dice' must hold 3 numbers"),
+    (replaced("partial.loss", numpy.zeros(2)), "field 'partial.loss' must be a number"),
+    (replaced("config", numpy.array(["{}"])), "field 'config' must be a JSON string"),
+    (replaced("config", numpy.array("[1, 2]")), "field 'config' is unreadable"),
+    (config_with(seed=1.5), r"field 'config' is unreadable \(setting 'seed' is 1.5, not of type int\)"),
+    (config_with(size="big"), r"field 'config' is unreadable \(setting 'size' is 'big'"),
+]
+
+
+@pytest.mark.parametrize("alter, message", MALFORMED, ids=[f"{i}-{alter.__name__}" for i, (alter, _) in
+                                                           enumerate(MALFORMED)])
+def test_a_malformed_checkpoint_field_is_a_one_line_error_naming_it(trained_run, tmp_path, capsys, alter, message):
+    state = minidl.load(os.path.join(trained_run, "last.npz"))
+    alter(state)
+    checkpoint = str(tmp_path / "damaged.npz")
+    minidl.save(checkpoint, state)
+    for argv in (["--resume", checkpoint, "--epochs", "5", "--quiet"],
+                 ["predict", "--checkpoint", checkpoint, "x.png", "--out", str(tmp_path / "out")]):
+        status, _, err = run_main(argv, capsys)
+        assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+        assert re.search(f"checkpoint .*damaged.npz: {message}", err), err
+
+
+def test_a_resume_step_beyond_an_epoch_is_a_checkpoint_error(trained_run, tmp_path, capsys):
+    state = minidl.load(os.path.join(trained_run, "last.npz"))
+    state["step"] = numpy.int64(50)
+    minidl.save(tmp_path / "far.npz", state)
+    status, _, err = run_main(["--resume", str(tmp_path / "far.npz"), "--epochs", "4", "--quiet"], capsys)
+    assert status == 2 and "far.npz: field 'step' is 50, beyond the 3 batches of an epoch" in err
+    assert not (tmp_path / "last.npz").exists()

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+from minidl.serialization import atomic_output  # noqa: E402
 
 # short name -> (file, backward function, page that derives it)
 BLANKABLE = {
@@ -125,6 +127,12 @@ def copy_repository(outdir, root=REPOSITORY):
         shutil.copy2(Path(root) / path, target)
 
 
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically: a temporary file in its folder, renamed over it."""
+    with atomic_output(path) as temporary:
+        Path(temporary).write_text(text)
+
+
 def make_assignment(names, outdir, root=REPOSITORY):
     """Write the student copy into ``outdir`` with the backward of each short name in ``names`` blanked."""
     check_names(names, root)
@@ -133,16 +141,14 @@ def make_assignment(names, outdir, root=REPOSITORY):
         path, function, page = BLANKABLE[name]
         file = Path(outdir) / path
         message = f"{function}: implement the backward pass, see {page}"
-        file.write_text(blank_function(file.read_text(), function, message))
+        write_text(file, blank_function(file.read_text(), function, message))
     tests = Path(outdir) / "tests" / "test_assignment.py"
     tests.parent.mkdir(parents=True, exist_ok=True)
     template = (Path(__file__).resolve().parent / "assignment_tests_template.py").read_text()
     if CHECKED_NAMES_LINE not in template:
         raise RuntimeError(f"tools/assignment_tests_template.py lost its line {CHECKED_NAMES_LINE!r}")
-    tests.write_text(template.replace(CHECKED_NAMES_LINE, f"CHECKED_NAMES = {available(root)!r}"))
+    write_text(tests, template.replace(CHECKED_NAMES_LINE, f"CHECKED_NAMES = {available(root)!r}"))
     return tests
-
-
 
 
 def main(argv=None):

@@ -5,6 +5,7 @@ pictures can be rebuilt and checked: im2col.png, bilinear_weights.png,
 max_pool_routing.png, bce_stable.png.
 """
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend must be chosen first)
 import numpy  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from minidl.serialization import atomic_output  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "docs" / "figures"
 DPI = 80
@@ -32,6 +36,13 @@ def _grid(ax, values, title, colours=None, text=None):
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(title, fontsize=9)
+
+
+def _save(fig, path):
+    """Write ``fig`` to ``path`` atomically (a temporary file renamed over it) and close it."""
+    with atomic_output(path) as temporary:
+        fig.savefig(temporary, dpi=DPI)
+    plt.close(fig)
 
 
 def im2col_figure(path):
@@ -55,8 +66,7 @@ def im2col_figure(path):
     _grid(axes[1], cols, "cols (C*kh*kw = 9, Ho*Wo = 4)\ncolumn p = window p, row (c, i, j)", col_colours)
     fig.text(0.5, 0.02, "y (O, 4) = W (O, 9) @ cols (9, 4);   col2im adds each column back onto its window",
              ha="center", fontsize=9)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def bilinear_matrix(in_size, out_size, align_corners):
@@ -90,8 +100,7 @@ def bilinear_figure(path):
         ax.set_ylabel("output index")
     fig.text(0.5, 0.02, "forward Y = A_h X A_w^T;  backward dX = A_h^T dY A_w", ha="center", fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def max_pool_routing_figure(path):
@@ -118,8 +127,7 @@ def max_pool_routing_figure(path):
     _grid(axes[2], unpooled, "unpool(y, index): zeros elsewhere", winners)
     fig.text(0.5, 0.03, "pool backward: dx[index] = dy (others 0);  unpool backward: dy_small = dy_big[index]",
              ha="center", fontsize=9)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def bce_stable_figure(path):
@@ -140,8 +148,7 @@ def bce_stable_figure(path):
     ax.legend(fontsize=8)
     ax.set_title("BCE with logits: naive form overflows, stable form is exact", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    _save(fig, path)
 
 
 FIGURES = {

@@ -1,4 +1,5 @@
-"""The lung-segmentation training program's parts: config, builders, loop, checkpoints, plots, inference."""
+"""The lung-segmentation training program's parts: config, builders, loop, checkpoints, run folders, plots, inference.
+"""
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import LOSSES, MODEL_STRIDES, OPTIMIZERS, TrainConfig
 from .data import load_examples, split_examples

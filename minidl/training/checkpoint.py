@@ -52,32 +52,85 @@ def save_checkpoint(path, model, optimizer, config, epoch, step, generator, hist
     save(path, state)
 
 
-def read_checkpoint(path):
+def _described(value):
+    return f"dtype {value.dtype}, shape {value.shape}"
+
+
+def _number(flat, key, path, kinds="iu", least=None):
+    """``flat[key]`` as a Python int (``kinds`` "iu") or float ("iuf"); anything else is a ``CheckpointError``."""
+    value, wanted = flat[key], "an integer" if kinds == "iu" else "a number"
+    if value.shape != () or value.dtype.kind not in kinds:
+        raise CheckpointError(f"checkpoint {path}: field '{key}' must be {wanted}, got {_described(value)}")
+    number = int(value) if kinds == "iu" else float(value)
+    if least is not None and number < least:
+        raise CheckpointError(f"checkpoint {path}: field '{key}' is {number}, below {least}")
+    return number
+
+
+def _generator(flat, path):
+    """The generator of the ``rng.*`` fields; a malformed one is a ``CheckpointError`` naming the field."""
+    words = flat["rng.state"]
+    if words.shape != (4,) or words.dtype != numpy.uint64:
+        raise CheckpointError(f"checkpoint {path}: field 'rng.state' must be 4 uint64 words, got {_described(words)}")
+    for key in ("rng.has_uint32", "rng.uinteger"):
+        _number(flat, key, path, least=0)
+    try:
+        return generator_from_arrays(flat)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise CheckpointError(f"checkpoint {path}: fields 'rng.*' are not a PCG64 state ({error})") from None
+
+
+def _config(flat, path):
+    """The ``TrainConfig`` of the ``config`` field (a JSON string), validated."""
+    text = flat["config"]
+    if text.shape != () or text.dtype.kind != "U":
+        raise CheckpointError(f"checkpoint {path}: field 'config' must be a JSON string, got {_described(text)}")
+    try:
+        return TrainConfig.from_json(str(text)).validate()
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {path}: field 'config' is unreadable ({error})") from None
+
+
+def _check_progress_fields(flat, epoch, path):
+    """Each ``history.*`` column must hold one number per finished epoch, each ``partial.*`` sum one number."""
+    for key, value in flat.items():
+        if key.startswith("history.") and (value.dtype.kind not in "iuf" or value.shape != (epoch,)):
+            raise CheckpointError(f"checkpoint {path}: field '{key}' must hold {epoch} numbers (one per finished "
+                                  f"epoch), got {_described(value)}")
+        if key.startswith("partial."):
+            _number(flat, key, path, "iuf")
+
+
+REQUIRED = ("config", "epoch", "step", "rng.state", "rng.has_uint32", "rng.uinteger", "best_dice")
+WEIGHT_SECTIONS = ("model.", "optim.")
+
+
+def read_checkpoint(path, weights=True):
     """Load a checkpoint: a dict with "model", "optim", "history", "partial" sub-dicts, "config" and the rest.
 
-    Raises ``CheckpointError`` when the file is missing, unreadable or not a minidl checkpoint.
+    ``weights=False`` skips the model and optimizer arrays (their sub-dicts stay empty): the position,
+    history and settings alone, cheaply. Raises ``CheckpointError`` naming the file (and the field) when
+    it is missing, unreadable, not a minidl checkpoint or has a malformed field.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, "last.npz")
     try:
-        flat = load(path)
+        flat = load(path, keep=None if weights else lambda name: not name.startswith(WEIGHT_SECTIONS))
     except (FileNotFoundError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
-    required = ("config", "epoch", "step", "rng.state", "rng.has_uint32", "rng.uinteger", "best_dice")
-    if any(key not in flat for key in required):
-        raise CheckpointError(f"checkpoint {path}: not a train_lung checkpoint (needs {', '.join(required)})")
+    if any(key not in flat for key in REQUIRED):
+        raise CheckpointError(f"checkpoint {path}: not a train_lung checkpoint (needs {', '.join(REQUIRED)})")
     sections = {"model": {}, "optim": {}, "history": {}, "partial": {}}
     for key, value in flat.items():
         section, _, name = key.partition(".")
         if section in sections:
             sections[section][name] = value
-    try:
-        config = TrainConfig.from_json(str(flat["config"])).validate()
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"checkpoint {path}: unreadable config ({error})") from None
-    return {**sections, "path": path, "config": config, "epoch": int(flat["epoch"]), "step": int(flat["step"]),
-            "best_dice": float(flat["best_dice"]), "generator": generator_from_arrays(flat)}
+    epoch = _number(flat, "epoch", path, least=0)
+    _check_progress_fields(flat, epoch, path)
+    return {**sections, "path": path, "config": _config(flat, path), "epoch": epoch,
+            "step": _number(flat, "step", path, least=0), "best_dice": _number(flat, "best_dice", path, "iuf"),
+            "generator": _generator(flat, path)}
 
 
 def _reason(error):

@@ -13,6 +13,15 @@ MODEL_STRIDES = {"segnet_small": 16, "segnet_small_unpool": 16, "segnet": 32, "s
 MIN_INIT_FEATURES = {"fcn": 2}
 
 
+def _has_type(value, field):
+    """Whether a JSON value suits a ``TrainConfig`` field: its type, an int for a float, None for a None default."""
+    if value is None:
+        return field.default is None
+    if field.type is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, field.type) and (field.type is bool or not isinstance(value, bool))
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run. The defaults train SegNetSmall on the synthetic set within minutes on a CPU."""
@@ -39,8 +48,14 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text):
+        """The config ``to_json`` wrote; unknown keys are ignored, a value of the wrong type is a ``ValueError``."""
         values = json.loads(text)
-        known = {field.name for field in fields(cls)}
+        if not isinstance(values, dict):
+            raise ValueError(f"expected a JSON object of settings, got {type(values).__name__}")
+        known = {field.name: field for field in fields(cls)}
+        for key, value in values.items():
+            if key in known and not _has_type(value, known[key]):
+                raise ValueError(f"setting '{key}' is {value!r}, not of type {known[key].type.__name__}")
         return cls(**{key: value for key, value in values.items() if key in known})
 
     @property
@@ -66,6 +81,7 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size {self.batch_size}: must be at least 1"),
             (self.init_features is None or self.init_features >= least_features,
              f"--init-features {self.init_features}: model {self.model} needs at least {least_features}"),
+            (self.seed >= 0, f"--seed {self.seed}: must be a non-negative integer"),
             (self.synthetic_count >= 2, f"--synthetic-count {self.synthetic_count}: must be at least 2"),
             (0.0 < self.val_fraction < 1.0, f"--val-fraction {self.val_fraction}: must be between 0 and 1"),
             (0.0 <= self.test_fraction < 1.0, f"--test-fraction {self.test_fraction}: must be in [0, 1)"),

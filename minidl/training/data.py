@@ -1,7 +1,8 @@
 """The images a run trains and validates on: the synthetic set, or a dataset folder, split with the seed."""
 import numpy
 
-from ..data import find_pairs, load_pairs, split_indices, synthetic_dataset
+from ..data import DataError, find_pairs, load_pairs, split_indices, synthetic_dataset
+from .errors import ConfigError
 
 
 def load_examples(config, cache_dir=None, log=print, progress=True):
@@ -27,3 +28,18 @@ def split_examples(config, images, masks):
     """{"train": (images, masks), "val": ..., "test": ...} from a split seeded with ``config.seed``."""
     train, val, test = split_indices(len(images), config.val_fraction, config.test_fraction, config.seed)
     return {name: (images[index], masks[index]) for name, index in (("train", train), ("val", val), ("test", test))}
+
+
+def check_split(config):
+    """Raise ``ConfigError`` when the validation and test fractions leave no training example.
+
+    Needs only the example count: ``--synthetic-count``, or the pairs of the dataset folder's file
+    listing (nothing is decoded), so it runs before the dataset is loaded.
+    """
+    count = config.synthetic_count if config.data is None else len(find_pairs(config.data).pairs)
+    try:
+        split_indices(count, config.val_fraction, config.test_fraction, config.seed)
+    except DataError:
+        source = "synthetic images" if config.data is None else f"pairs in --data {config.data}"
+        raise ConfigError(f"--val-fraction {config.val_fraction} and --test-fraction {config.test_fraction} leave "
+                          f"no training image of the {count} {source}") from None

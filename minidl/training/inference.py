@@ -8,6 +8,7 @@ from ..data import find_pairs, load_pairs, read_image, resize_image
 from ..serialization import atomic_output
 from .builders import build_loss, build_model, check_device
 from .checkpoint import load_model_weights, read_checkpoint
+from .errors import ConfigError
 from .evaluation import evaluate, predict_probabilities
 from .plots import overlay
 
@@ -22,21 +23,37 @@ def load_trained_model(checkpoint_path, device="cpu"):
     return model.to(device).eval(), config
 
 
+def output_stems(paths):
+    """{output stem: input path}; two inputs of one file name would overwrite each other's outputs: refused."""
+    owners = {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in owners:
+            raise ConfigError(f"IMAGES {owners[stem]} and {path} would both write {stem}_mask.png and "
+                              f"{stem}_overlay.png; predict them into separate --out folders")
+        owners[stem] = path
+    return owners
+
+
 def predict_files(model, config, paths, out_dir, device="cpu"):
     """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` at each image's original size.
 
     Each image is resized to the training size, segmented, and the lung probability resized back
-    (bilinear) and thresholded at 0.5. Returns the written file paths.
+    (bilinear) and thresholded at 0.5. Before anything is written, every input is read once and the
+    output names are checked to be distinct: a bad input leaves ``out_dir`` untouched. Returns the
+    written file paths.
     """
+    stems = output_stems(paths)
+    for path in paths:
+        read_image(path)
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for path in paths:
+    for stem, path in stems.items():
         image = read_image(path)
         resized = resize_image(image, (config.size, config.size))
         probability = predict_probabilities(model, resized[None, None], 1, device)[0]
         probability = numpy.asarray(Image.fromarray(probability).resize(image.shape[::-1], Image.BILINEAR))
         mask = probability >= 0.5
-        stem = os.path.splitext(os.path.basename(path))[0]
         mask_path = os.path.join(out_dir, f"{stem}_mask.png")
         overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
         with atomic_output(mask_path) as temporary:

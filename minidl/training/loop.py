@@ -23,7 +23,7 @@ from ..serialization import atomic_output
 from ..data import apply_augmentation, draw_augmentation
 from .builders import build_loss, build_model, build_optimizer, check_device, loss_target, lung_probability
 from .checkpoint import load_model_weights, load_optimizer_state, save_checkpoint
-from .errors import NonFiniteLoss
+from .errors import CheckpointError, NonFiniteLoss
 from .evaluation import dice_and_iou, evaluate
 from .plots import plot_curves, plot_predictions
 
@@ -60,16 +60,16 @@ def epoch_generator(seed, epoch):
 
 
 class Trainer:
-    """Trains ``config.model`` on ``splits["train"]``, validating on ``splits["val"]`` after every epoch.
+    """Trains ``config.model``; ``fit(splits)`` trains on ``splits["train"]``, validating on ``splits["val"]``.
 
-    ``run_dir`` receives best.npz, last.npz, history.csv, curves.png and predictions.png.
+    The model and optimizer are built (and a checkpoint resumed) before any data is needed, so a
+    checkpoint that does not fit fails before a dataset is loaded. ``run_dir`` receives best.npz,
+    last.npz, history.csv, curves.png and predictions.png.
     """
 
-    def __init__(self, config, splits, run_dir, log=print, progress=True):
+    def __init__(self, config, run_dir, log=print, progress=True):
         check_device(config.device)
         self.config, self.run_dir, self.log, self.progress = config, run_dir, log, progress
-        self.train_images, self.train_masks = splits["train"]
-        self.val_images, self.val_masks = splits["val"]
         manual_seed(config.seed)
         self.model = build_model(config).to(config.device)
         self.optimizer = build_optimizer(config, self.model.parameters())
@@ -77,7 +77,7 @@ class Trainer:
         self.history = {column: [] for column in HISTORY_COLUMNS}
         self.epoch, self.step, self.best_dice = 0, 0, -1.0
         self.generator = epoch_generator(config.seed, 0)
-        self.partial = {}
+        self.partial, self.resumed_from = {}, None
 
     def resume(self, checkpoint):
         """Continue from a checkpoint read by ``read_checkpoint``: weights, optimizer, position, RNG, history."""
@@ -88,6 +88,7 @@ class Trainer:
         self.history = {column: [float(v) for v in checkpoint["history"].get(column, [])]
                         for column in HISTORY_COLUMNS}
         self.partial = {key: float(value) for key, value in checkpoint["partial"].items()}
+        self.resumed_from = checkpoint["path"]
 
     def path(self, name):
         return os.path.join(self.run_dir, name)
@@ -96,8 +97,11 @@ class Trainer:
         save_checkpoint(self.path(name), self.model, self.optimizer, self.config, epoch, step, generator,
                         self.history, self.best_dice, partial)
 
-    def fit(self):
-        """Run the remaining epochs; returns the history. Raises TrainingInterrupted or NonFiniteLoss."""
+    def fit(self, splits):
+        """Run the remaining epochs on ``splits``; returns the history. Raises TrainingInterrupted or NonFiniteLoss."""
+        self.train_images, self.train_masks = splits["train"]
+        self.val_images, self.val_masks = splits["val"]
+        self._check_step()
         os.makedirs(self.run_dir, exist_ok=True)
         with interrupt_flag() as interrupt:
             for epoch in range(self.epoch, self.config.epochs):
@@ -106,6 +110,14 @@ class Trainer:
                 totals = self._train_epoch(epoch, generator, first_step, interrupt)
                 self._end_epoch(epoch, totals)
         return self.history
+
+    def _check_step(self):
+        """A resumed mid-epoch position must lie within an epoch of these training images."""
+        batches = -(-len(self.train_images) // self.config.batch_size)
+        if self.step >= batches:
+            raise CheckpointError(f"checkpoint {self.resumed_from}: field 'step' is {self.step}, beyond the {batches} "
+                                  f"batches of an epoch of these {len(self.train_images)} training images (another "
+                                  "dataset, or a damaged checkpoint)")
 
     def _batches(self, generator):
         """Yield (indices, augmentation parameters or None) for one epoch, drawing from ``generator``."""
