@@ -69,7 +69,7 @@ def test_the_pages_exist_and_reference_code():
                 "models_backward.md", "coursework.md"}
     assert expected <= names, f"missing pages: {sorted(expected - names)}"
     for page in PAGES:
-        if page.name not in ("README.md", "benchmarks.md"):
+        if page.name not in ("README.md", "benchmarks.md", "API.md"):  # API.md: the contract, not a lesson
             assert len(code_references(page)) >= 3, f"{page.name} points at fewer than 3 functions"
 
 
