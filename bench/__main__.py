@@ -4,7 +4,7 @@ import importlib
 import os
 import sys
 
-from bench.common import machine_summary, markdown_table
+from bench.common import machine_summary, markdown_table, steady_allocator
 from minidl.backend import gpu_available
 
 HELPERS = {"__init__", "__main__", "common", "profile_step"}   # profile_step times minidl alone: run it by name
@@ -25,7 +25,7 @@ def main(argv=None):
     unknown = sorted(set(options.names) - set(available))
     if unknown:
         parser.error(f"no benchmark script named {unknown}; available: {available}")
-    print(machine_summary())
+    print(machine_summary(steady_allocator()))
     for name in options.names or available:
         script = importlib.import_module(f"bench.{name}")
         print(f"\n## {name}{' (quick)' if options.quick else ''}\n")

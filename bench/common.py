@@ -4,7 +4,8 @@ Every script in ``bench/`` exposes ``run(quick=False) -> rows`` (a list of
 dicts with the same keys) and prints them with ``markdown_table``. Timings are
 medians over repeats after warm-up calls; a script times all of minidl first
 and all of PyTorch after, in separate blocks, so neither library's threads or
-caches disturb the other's measurements. Peak memory is measured in a fresh
+caches disturb the other's measurements. Both are timed with the C allocator
+keeping freed memory (``steady_allocator``). Peak memory is measured in a fresh
 subprocess, so one measurement never inherits another's high-water mark.
 """
 import json
@@ -171,7 +172,22 @@ def torch_kernels(torch):
     return "; ".join([f"{capability} kernels"] + caps)
 
 
-def machine_summary():
+def steady_allocator():
+    """Have glibc keep freed memory for reuse, as ``train_lung.py`` does, before anything is timed; returns
+    the words for the header line.
+
+    With glibc's defaults, whether a step's large arrays page-fault on every 4 KiB page (about 2 us a
+    page here) depends on what the process allocated and freed before: PyTorch's (8,16->32,128x192)
+    conv took 48 ms a call (23,000 page faults) until a large batch norm had run in the same process,
+    then 21 ms (none). Both libraries are timed in this steady state
+    (``minidl/backend.py::reuse_freed_host_memory``); peak memory is still measured in a fresh process
+    with the defaults.
+    """
+    from minidl.backend import reuse_freed_host_memory
+    return "glibc keeps freed memory" if reuse_freed_host_memory() else "allocator defaults"
+
+
+def machine_summary(allocator=None):
     """One line naming the machine, the thread counts and the library versions."""
     import numpy
 
@@ -181,7 +197,9 @@ def machine_summary():
                   if torch else "torch absent")
     core = blas_core()
     blas = f"OpenBLAS kernels {core}" if core else "BLAS kernels unknown"
-    return f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__} ({blas}), {torch_text}"
+    allocator_text = f", {allocator}" if allocator else ""
+    return (f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__} ({blas}), "
+            f"{torch_text}{allocator_text}")
 
 
 def script_main(name, run, description, argv=None):
@@ -190,5 +208,5 @@ def script_main(name, run, description, argv=None):
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
     options = parser.parse_args(argv)
-    print(machine_summary() + "\n")
+    print(machine_summary(steady_allocator()) + "\n")
     print(markdown_table(run(quick=options.quick)))

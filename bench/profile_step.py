@@ -13,7 +13,7 @@ import argparse
 import collections
 import time
 
-from bench.common import machine_summary, markdown_table
+from bench.common import machine_summary, markdown_table, steady_allocator
 from bench.models import build_model, minidl_step
 
 
@@ -63,7 +63,7 @@ def main(argv=None):
     if len(sizes) != 4 or not all(size.isdigit() and int(size) > 0 for size in sizes):
         parser.error(f"shape must be NxCxHxW with four positive integers, got {text!r}")
     shape = [int(size) for size in sizes]
-    print(machine_summary() + "\n")
+    print(machine_summary(steady_allocator()) + "\n")
     print(markdown_table(profile(options.model, shape, steps=options.steps)))
 
 

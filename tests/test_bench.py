@@ -73,3 +73,31 @@ def test_profile_step_times_every_leaf_module_inside_the_step():
 def test_python_m_bench_leaves_the_profiler_out():
     from bench.__main__ import script_names
     assert "profile_step" not in script_names() and "models" in script_names()
+
+
+
+def test_the_harness_times_with_freed_memory_kept_and_says_so():
+    """After ``steady_allocator`` a freed 24 MiB array's memory is handed out again without page faults (with
+    glibc's defaults the second such array still faults about 500 times here); the header line says so."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from bench.common import REPOSITORY, machine_summary
+    assert machine_summary("glibc keeps freed memory").endswith(", glibc keeps freed memory")
+    program = ("import resource, numpy\n"
+               "from bench.common import steady_allocator\n"
+               "print(steady_allocator())\n"
+               "faults = []\n"
+               "for _ in range(4):\n"
+               "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+               "    numpy.ones(6 << 20, dtype=numpy.float32).sum()\n"
+               "    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+               "print(max(faults[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", program], cwd=REPOSITORY, capture_output=True, text=True,
+                            check=True)
+    words, faults = result.stdout.split("\n")[:2]
+    if words == "allocator defaults":
+        pytest.skip("not glibc: the allocator cannot be told to keep freed memory")
+    assert words == "glibc keeps freed memory" and int(faults) < 200, result.stdout
