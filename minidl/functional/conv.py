@@ -133,10 +133,13 @@ def twin_is_cheaper(weight, stride, padding, dilation):
     return has_twin(weight, stride, padding, dilation) and weight.shape[0] < weight.shape[1]
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation, grid):
-    """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo), cache."""
+def conv2d_forward(x, weight, bias, stride, padding, dilation, grid, keep=True):
+    """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo), cache.
+
+    ``keep`` False says no backward will follow (``no_grad``), so Winograd keeps nothing for one.
+    """
     if winograd_pays(weight, stride, dilation) and runs_winograd(x):
-        y, winograd_cache = winograd_forward(x, weight, bias, padding, grid)
+        y, winograd_cache = winograd_forward(x, weight, bias, padding, grid, keep)
         return y, ("winograd", winograd_cache)
     if twin_is_cheaper(weight, stride, padding, dilation):
         twin = get_array_module(weight).ascontiguousarray(transposed_twin(weight))

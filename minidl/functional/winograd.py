@@ -38,9 +38,10 @@ at stride m, one im2col. The transformed tiles take t^2/m^2 times the
 input's memory, so the batch goes through in pieces within CHUNK_BYTES a
 buffer: whole samples where they fit, else bands of tile rows of one sample,
 the band from tile row a cut as row 0 under the top padding less m*a
-(``band_padding`` with the tiles' stride m). The forward keeps each piece's V
-for the backward, which needs V, not x, for dU: t^2/m^2 times x's memory
-(2.25 for F(4x4)) held in place of x, in exchange for not transforming x again.
+(``band_padding`` with the tiles' stride m). When a backward will follow, the
+forward keeps each piece's V for it, which needs V, not x, for dU: the cache
+holds t^2/m^2 times x's memory (2.25 for F(4x4)) instead of x, in exchange
+for not transforming x again.
 """
 import numpy
 
@@ -141,15 +142,16 @@ def kernel_transform(weight, m):
     return u.reshape(-1, out_channels, in_channels)
 
 
-def input_transform(x, m, padding, grid):
-    """x (n, C, H, W) -> V (t^2, C, n*T) = (B^T kron B^T) d for every t x t tile d, a new array (kept for backward)."""
+def input_transform(x, m, padding, grid, keep):
+    """x (n, C, H, W) -> V (t^2, C, n*T) = (B^T kron B^T) d for every t x t tile d: a new array if ``keep`` (the
+    backward's operand), else a workspace view."""
     xp = get_array_module(x)
     n, channels = x.shape[:2]
     (th, tw), t = grid, m + 2
     windows = workspace.take("winograd.windows", (t * t, channels, n * th * tw), x.dtype, x)
     im2col(x, (t, t), (m, m), padding, (1, 1), grid=grid,
            out=windows.reshape(t, t, channels, n, th, tw).transpose(3, 2, 0, 1, 4, 5))
-    v = xp.empty(windows.shape, dtype=x.dtype)
+    v = xp.empty(windows.shape, dtype=x.dtype) if keep else workspace.take("winograd.v", windows.shape, x.dtype, x)
     xp.matmul(transform(m, "input", x), windows.reshape(t * t, -1), out=v.reshape(t * t, -1))
     return v
 
@@ -164,8 +166,12 @@ def input_transform_adjoint(dv, m, padding, grid, dx):
            (1, 1), out=dx)
 
 
-def winograd_forward(x, weight, bias, padding, grid):
-    """x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None -> y (N, O, Ho, Wo), cache; ``grid`` = (Ho, Wo)."""
+def winograd_forward(x, weight, bias, padding, grid, keep=True):
+    """x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None -> y (N, O, Ho, Wo), cache; ``grid`` = (Ho, Wo).
+
+    ``keep``: whether a backward will follow. The cache then holds each piece's V; without (inference),
+    V goes through the workspace and the cache is None.
+    """
     xp = get_array_module(x)
     n, out_channels = x.shape[0], weight.shape[0]
     m = tile_size(grid)
@@ -176,8 +182,9 @@ def winograd_forward(x, weight, bias, padding, grid):
     for chunk, top, stop in tile_pieces(n, th, (m + 2) ** 2 * max(x.shape[1], out_channels) * tw * x.itemsize,
                                         cpu_budget(x, CHUNK_BYTES)):
         size, rows = chunk.stop - chunk.start, stop - top
-        v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw))
-        transformed.append((chunk, top, stop, v))
+        v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), keep)
+        if keep:
+            transformed.append((chunk, top, stop, v))
         products = workspace.take("winograd.m", (len(u), out_channels, size * rows * tw), x.dtype, x)
         xp.matmul(u, v, out=products)
         tiles = workspace.take("winograd.tiles", (m * m, out_channels * size * rows * tw), x.dtype, x)
@@ -188,7 +195,7 @@ def winograd_forward(x, weight, bias, padding, grid):
                (m, m), band_padding((0, 0), (m, m), top), (1, 1), out=y[chunk], overwrite=True)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
-    return y, (transformed, x.shape, weight, bias is not None, padding)
+    return y, ((transformed, x.shape, weight, bias is not None, padding) if keep else None)
 
 
 def winograd_backward(dy, cache):

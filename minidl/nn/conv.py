@@ -5,6 +5,7 @@ from ..functional import checks
 from ..functional.conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                                conv_transpose2d_forward)
 from ..functional.windows import pair, transposed_output_size, window_output_size
+from ..grad_mode import is_grad_enabled
 from ..parameter import Parameter
 from .module import Module
 
@@ -86,7 +87,8 @@ class Conv2d(_ConvBase):
             raise ValueError(f"Conv2d: input of shape {checks.shape_text(x)} is smaller than the kernel "
                              f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
         bias = None if self.bias is None else self.bias.data
-        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation, grid)
+        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation, grid,
+                                  keep=is_grad_enabled())
         self.keep(cache, y)
         return y
 
