@@ -7,7 +7,8 @@
     python train_lung.py predict --checkpoint C IMAGES... --out DIR   masks and overlays at original size
     python train_lung.py evaluate --checkpoint C --data DIR           Dice and IoU on a dataset
 
-Bad input gives a one-line error and exit status 2; Ctrl-C saves last.npz and exits with 130.
+Bad input gives a clear error (one line, or a line per bad file of a dataset) and exit status 2;
+Ctrl-C saves last.npz and exits with 130.
 """
 import argparse
 import os
@@ -25,7 +26,6 @@ from minidl.training.data import check_split
 from minidl.training.folders import (SETTINGS_A_RUN_MAY_CHANGE, best_epoch, carry_best, check_new_run_folder,
                                      check_output_folder, check_resume_folder)
 
-SETTINGS_RESUME_MAY_CHANGE = SETTINGS_A_RUN_MAY_CHANGE  # --data: only to point at the same dataset after a move
 FLAGS = {"augment": "--no-augment"}  # the flags not named --<setting>
 DEFAULTS = TrainConfig()
 MAKE_SYNTHETIC_SEED = 2024  # not the training default, so a written set is unseen by a default run
@@ -140,11 +140,11 @@ def prepare_run(args):
 def prepare_resume(args, given):
     """``prepare_run`` for --resume.
 
-    Only SETTINGS_RESUME_MAY_CHANGE may be given, and the run folder (the checkpoint's, or --out) must
+    Only SETTINGS_A_RUN_MAY_CHANGE may be given, and the run folder (the checkpoint's, or --out) must
     not hold another run or a checkpoint further on.
     """
     checkpoint = read_checkpoint(args.resume)
-    refused = sorted(flag_of(setting) for setting in set(given) - set(SETTINGS_RESUME_MAY_CHANGE))
+    refused = sorted(flag_of(setting) for setting in set(given) - set(SETTINGS_A_RUN_MAY_CHANGE))
     if refused:
         raise ConfigError(f"--resume continues a run with its saved settings; drop {', '.join(refused)}")
     if "data" in given and checkpoint["config"].data is None:
@@ -152,7 +152,13 @@ def prepare_resume(args, given):
                           "drop --data")
     config = replace(checkpoint["config"], **given).validate()
     run_dir = args.out or os.path.dirname(os.path.abspath(checkpoint["path"]))
-    check_output_folder(run_dir)
+    if args.out:
+        check_output_folder(run_dir)
+    else:
+        try:
+            check_output_folder(run_dir, "the checkpoint's folder")
+        except ConfigError as error:
+            raise ConfigError(f"{error}; resume into another folder with --out NEW_FOLDER") from None
     check_resume_folder(checkpoint, run_dir)
     return config, run_dir, checkpoint
 

@@ -75,7 +75,6 @@ def test_python_m_bench_leaves_the_profiler_out():
     assert "profile_step" not in script_names() and "models" in script_names()
 
 
-
 def test_the_harness_times_with_freed_memory_kept_and_says_so():
     """After ``steady_allocator`` a freed 24 MiB array's memory is handed out again without page faults (with
     glibc's defaults the second such array still faults about 500 times here); the header line says so."""

@@ -547,11 +547,31 @@ def test_predict_refuses_inputs_of_one_name_and_writes_nothing_when_an_input_is_
                                str(tmp_path / "b" / "x.png"), "--out", str(out)], capsys)
     assert status == 2 and err.count("\n") == 1
     assert f"IMAGES {tmp_path / 'a' / 'x.png'} and {tmp_path / 'b' / 'x.png'} would both write x_mask.png" in err
+    Image.new("L", (20, 24)).save(tmp_path / "b" / "X.png")  # one output file where case is ignored
+    status, _, err = run_main(["predict", "--checkpoint", trained_run, str(tmp_path / "a" / "x.png"),
+                               str(tmp_path / "b" / "X.png"), "--out", str(out)], capsys)
+    assert status == 2 and "would both write X_mask.png" in err
     for bad in ("bad.png", "missing.png"):
         status, _, err = run_main(["predict", "--checkpoint", trained_run, str(tmp_path / "y.png"),
                                    str(tmp_path / bad), "--out", str(out)], capsys)
         assert status == 2 and f"cannot read image {tmp_path / bad}" in err
     assert not out.exists()
+
+
+def test_predict_counts_a_file_given_twice_once(trained_run, tmp_path, capsys):
+    Image.new("L", (20, 24)).save(tmp_path / "y.png")
+    out = tmp_path / "predicted"
+    status, _, _ = run_main(["predict", "--checkpoint", trained_run, str(tmp_path / "y.png"),
+                             str(tmp_path / "." / "y.png"), "--out", str(out)], capsys)
+    assert status == 0 and sorted(os.listdir(out)) == ["y_mask.png", "y_overlay.png"]
+
+
+def test_an_output_path_on_a_missing_drive_is_refused_not_searched_forever(monkeypatch):
+    from minidl.training import folders
+    from minidl.training.errors import ConfigError
+    monkeypatch.setattr(folders.os.path, "lexists", lambda path: False)  # not even the root exists
+    with pytest.raises(ConfigError, match="--out /nowhere/run: not even its drive or share exists"):
+        folders.check_output_folder("/nowhere/run")
 
 
 def test_training_fractions_that_leave_no_training_image_are_refused_before_loading(tmp_path, capsys, no_loading):
@@ -632,3 +652,24 @@ def test_a_resume_step_beyond_an_epoch_is_a_checkpoint_error(trained_run, tmp_pa
     status, _, err = run_main(["--resume", str(tmp_path / "far.npz"), "--epochs", "4", "--quiet"], capsys)
     assert status == 2 and "far.npz: field 'step' is 50, beyond the 3 batches of an epoch" in err
     assert not (tmp_path / "last.npz").exists()
+
+
+def test_a_trainer_given_no_training_images_says_so(tmp_path):
+    from minidl.training import ConfigError, Trainer
+    config = TrainConfig(epochs=1, batch_size=2, size=16, init_features=2)
+    empty = (numpy.zeros((0, 1, 16, 16), numpy.float32), numpy.zeros((0, 1, 16, 16), numpy.float32))
+    trainer = Trainer(config, str(tmp_path / "run"), log=lambda line: None, progress=False)
+    with pytest.raises(ConfigError, match="no training images"):
+        trainer.fit({"train": empty, "val": empty})
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_in_an_unwritable_checkpoint_folder_names_that_folder_not_out(trained_run, capsys, monkeypatch):
+    from minidl.training import folders
+
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(folders.tempfile, "mkstemp", refused)
+    status, _, err = run_main(["--resume", trained_run, "--epochs", "4"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "--out " not in err.split("--out NEW_FOLDER")[0]
+    assert "the checkpoint's folder" in err and "Permission denied" in err and "--out NEW_FOLDER" in err

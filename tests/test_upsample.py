@@ -48,10 +48,11 @@ def test_matches_torch(torch, mode, align_corners, size, scale_factor, shape, dt
 def test_nearest_source_cells_match_torch_for_many_sizes(torch):
     """Including scale factors near 2 whose output is exactly twice the input (2.05 on 10, 2.3 on 3), where
     PyTorch takes dst // 2 whatever the factor says."""
+    factors = (0.5, 0.7, 1.3, 1.7, 2.05, 2.3, 2.5, 3, 3.3)
     for in_size in range(1, 13):
         x = numpy.arange(in_size, dtype=numpy.float32).reshape(1, 1, 1, in_size)
         for resize in [dict(size=(1, out)) for out in range(1, 40)] + [
-                dict(scale_factor=(1, s)) for s in (0.5, 0.7, 1.3, 1.7, 2.05, 2.3, 2.5, 3, 3.3) if int(in_size * s) >= 1]:
+                dict(scale_factor=(1, s)) for s in factors if int(in_size * s) >= 1]:
             y = minidl.nn.Upsample(mode="nearest", **resize)(x)
             y_torch = torch.nn.functional.interpolate(torch.tensor(x), mode="nearest", **resize)
             numpy.testing.assert_array_equal(y, y_torch.numpy(), err_msg=f"{in_size} -> {resize}")

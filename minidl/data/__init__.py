@@ -1,7 +1,7 @@
 """Lung-segmentation data: layout detection and pairing, image reading and caching, a synthetic set,
 a seeded split and light augmentation."""
 from .augment import apply_augmentation, draw_augmentation
-from .dataset import default_cache_dir, load_pair, load_pairs, usable_cache_dir
+from .dataset import default_cache_dir, load_pair, load_pairs
 from .errors import DataError
 from .images import read_image, read_mask, resize_image, resize_mask
 from .layouts import DatasetReport, Pair, find_pairs
@@ -10,5 +10,5 @@ from .synthetic import make_chest_xray, synthetic_dataset
 from .writers import LAYOUTS, write_layout
 
 __all__ = ["DataError", "DatasetReport", "Pair", "find_pairs", "read_image", "read_mask", "resize_image",
-           "resize_mask", "load_pair", "load_pairs", "default_cache_dir", "usable_cache_dir", "synthetic_dataset",
+           "resize_mask", "load_pair", "load_pairs", "default_cache_dir", "synthetic_dataset",
            "make_chest_xray", "write_layout", "LAYOUTS", "split_indices", "draw_augmentation", "apply_augmentation"]

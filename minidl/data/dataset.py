@@ -55,12 +55,12 @@ def _cache_dir_problem(cache_dir):
     return None
 
 
-def usable_cache_dir(cache_dir, explicit=None):
+def usable_cache_dir(cache_dir):
     """``cache_dir`` if decoded images can be cached there (it is created), else None; call before decoding.
 
-    An unusable folder the user chose (``explicit``; when None, any folder but the default ``~/.cache/minidl``,
-    so ``--cache-dir`` and ``$MINIDL_CACHE_DIR`` count) is a ``DataError`` naming it. An unusable default
-    is only warned about, once, and the run goes on without a cache.
+    An unusable folder the user chose (any but the default ``~/.cache/minidl``: ``--cache-dir`` or
+    ``$MINIDL_CACHE_DIR``) is a ``DataError`` naming it. An unusable default is only warned about, once,
+    and the run goes on without a cache.
     """
     if not cache_dir:
         return None
@@ -68,7 +68,7 @@ def usable_cache_dir(cache_dir, explicit=None):
     problem = _cache_dir_problem(cache_dir)
     if problem is None:
         return cache_dir
-    if explicit if explicit is not None else os.path.abspath(cache_dir) != os.path.abspath(_home_cache_dir()):
+    if os.path.abspath(cache_dir) != os.path.abspath(_home_cache_dir()):
         raise DataError(f"cache folder {cache_dir}: cannot write there ({problem}); "
                         f"choose another --cache-dir or pass --no-cache")
     _warn_once(f"cannot cache decoded images in the default folder {cache_dir} ({problem}); "
@@ -119,13 +119,21 @@ def _read_cache(path):
 
 
 def _write_cache(path, stored, images, masks):
-    """Save the entries whose key ``stored`` holds (None: not loaded); a failed write is warned about, not raised."""
+    """Save the entries whose key ``stored`` holds (None: not loaded); returns whether it could.
+
+    A failed write is warned about, not raised. When every pair loaded, the arrays are saved as they are, not
+    copied (a copy of a large dataset would double the memory peak).
+    """
     kept = [index for index, key in enumerate(stored) if key is not None]
+    if len(kept) < len(stored):
+        images, masks = images[kept], masks[kept]
     try:
-        save(path, {"keys": numpy.array([stored[index] for index in kept], dtype=str), "images": images[kept],
-                    "masks": masks[kept]})
+        save(path, {"keys": numpy.array([stored[index] for index in kept], dtype=str), "images": images,
+                    "masks": masks})
     except OSError as error:
         _warn_once(f"cannot write the cache {path} ({error}); decoded images are not cached")
+        return False
+    return True
 
 
 def _check_headers(pairs, indices):
@@ -166,9 +174,9 @@ def _failures_error(failures, total, cached):
 
 def _empty_masks_error(pairs, size):
     """The ``DataError`` for a dataset whose every mask is empty at ``size``, naming its first mask files."""
-    whole = read_mask(pairs[0].masks)
-    why = (f"the first has lungs at its own size {whole.shape[1]}x{whole.shape[0]}, which vanish at "
-           f"{size[1]}x{size[0]}; use a larger --size" if whole.any() else "their files hold only zero pixels")
+    with_lungs = next((pair for pair in pairs if read_mask(pair.masks).any()), None)
+    why = (f"{with_lungs.masks[0]} has lungs at its own size, which vanish at {size[1]}x{size[0]}; train at a "
+           f"larger size" if with_lungs else "their files hold only zero pixels")
     files = listing([path for pair in pairs for path in pair.masks], separator=", ", limit=3)
     return DataError(f"every one of the {len(pairs)} masks is empty ({why}): {files}; a mask marks the lungs "
                      f"with nonzero pixels")
@@ -197,10 +205,10 @@ def load_pairs(pairs, size, root, cache_dir=None, progress=True):
         failures.update(_decode(pairs, [index for index in missing if index not in failures], size, images, masks,
                                 stored, keys, progress))
     finally:  # keep what was decoded, even if a file failed or the user pressed Ctrl-C
-        if cache_path and set(stored) - {None} != set(cached):
-            _write_cache(cache_path, stored, images, masks)
+        news = bool(cache_path) and set(stored) - {None} != set(cached)
+        in_cache = bool(cache_path) and (_write_cache(cache_path, stored, images, masks) if news else True)
     if failures:
-        raise _failures_error(failures, len(pairs), cache_path is not None)
+        raise _failures_error(failures, len(pairs), in_cache and len(failures) < len(pairs))
     if pairs and not masks.any():
         raise _empty_masks_error(pairs, size)
     return images, masks

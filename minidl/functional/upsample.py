@@ -39,7 +39,7 @@ def _ratio(in_size, out_size, scale_factor, dtype):
 def nearest_sources(in_size, out_size, scale_factor=None):
     """(out_size,) int64: the source cell of every output cell, in PyTorch's float32 arithmetic.
 
-    As in PyTorch, an output of the input's size copies it and one of twice its size takes dst // 2,
+    As in PyTorch's CPU kernel, an output of the input's size copies it and one of twice its size takes dst // 2,
     whatever scale factor produced it (2.05 on 10 cells gives 20: dst // 2, not floor(dst / 2.05)).
     """
     if out_size == in_size:

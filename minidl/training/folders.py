@@ -20,10 +20,14 @@ SETTINGS_A_RUN_MAY_CHANGE = ("epochs", "device", "data")
 
 
 def _nearest_existing(path):
-    """``path`` (absolute) or the nearest of its parents that exists."""
+    """``path`` (absolute) or the nearest of its parents that exists; None when not even its root does (an
+    unmapped drive or share on Windows)."""
     folder = os.path.abspath(path)
     while not os.path.lexists(folder):
-        folder = os.path.dirname(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
     return folder
 
 
@@ -33,6 +37,8 @@ def check_output_folder(path, option="--out"):
     Nothing is created: a temporary file is made and removed in ``path`` or its nearest existing parent.
     """
     existing = _nearest_existing(path)
+    if existing is None:
+        raise ConfigError(f"{option} {path}: not even its drive or share exists")
     if not os.path.isdir(existing):
         what = "it" if existing == os.path.abspath(path) else existing
         raise ConfigError(f"{option} {path}: {what} exists and is not a folder")

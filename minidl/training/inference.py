@@ -24,14 +24,21 @@ def load_trained_model(checkpoint_path, device="cpu"):
 
 
 def output_stems(paths):
-    """{output stem: input path}; two inputs of one file name would overwrite each other's outputs: refused."""
-    owners = {}
+    """{output stem: input path}, a file given twice counted once.
+
+    Two inputs whose file names differ at most in case would write the same outputs on a file system that
+    ignores case (macOS's and Windows' by default): refused.
+    """
+    owners, by_key = {}, {}
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0]
-        if stem in owners:
-            raise ConfigError(f"IMAGES {owners[stem]} and {path} would both write {stem}_mask.png and "
+        other = by_key.get(stem.casefold())
+        if other is not None and os.path.abspath(other) == os.path.abspath(path):
+            continue
+        if other is not None:
+            raise ConfigError(f"IMAGES {other} and {path} would both write {stem}_mask.png and "
                               f"{stem}_overlay.png; predict them into separate --out folders")
-        owners[stem] = path
+        by_key[stem.casefold()] = owners[stem] = path
     return owners
 
 
@@ -39,9 +46,9 @@ def predict_files(model, config, paths, out_dir, device="cpu"):
     """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` at each image's original size.
 
     Each image is resized to the training size, segmented, and the lung probability resized back
-    (bilinear) and thresholded at 0.5. Before anything is written, every input is read once and the
-    output names are checked to be distinct: a bad input leaves ``out_dir`` untouched. Returns the
-    written file paths.
+    (bilinear) and thresholded at 0.5. Before anything is written, every input is decoded once and the
+    output names are checked to be distinct: a bad input leaves ``out_dir`` untouched (each image is then
+    decoded again to predict it, rather than all of them held in memory). Returns the written file paths.
     """
     stems = output_stems(paths)
     for path in paths:

@@ -23,7 +23,7 @@ from ..serialization import atomic_output
 from ..data import apply_augmentation, draw_augmentation
 from .builders import build_loss, build_model, build_optimizer, check_device, loss_target, lung_probability
 from .checkpoint import load_model_weights, load_optimizer_state, save_checkpoint
-from .errors import CheckpointError, NonFiniteLoss
+from .errors import CheckpointError, ConfigError, NonFiniteLoss
 from .evaluation import dice_and_iou, evaluate
 from .plots import plot_curves, plot_predictions
 
@@ -112,7 +112,9 @@ class Trainer:
         return self.history
 
     def _check_step(self):
-        """A resumed mid-epoch position must lie within an epoch of these training images."""
+        """There are training images, and a resumed mid-epoch position lies within an epoch of them."""
+        if len(self.train_images) == 0:
+            raise ConfigError("no training images: the split left every image to validation and test")
         batches = -(-len(self.train_images) // self.config.batch_size)
         if self.step >= batches:
             raise CheckpointError(f"checkpoint {self.resumed_from}: field 'step' is {self.step}, beyond the {batches} "
