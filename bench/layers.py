@@ -1,4 +1,4 @@
-"""Max-pooling, max-unpooling, bilinear upsampling and batch norm (float32): minidl against PyTorch.
+"""Pooling, unpooling, upsampling, batch norm and a transposed conv (float32): minidl against PyTorch.
 
     python -m bench.layers            # the issue's shapes (run on a quiet machine)
     python -m bench.layers --quick    # tiny shapes: a smoke test of the script
@@ -6,9 +6,11 @@
 Cases: MaxPool2d(2) with indices and MaxUnpool2d(2) on (8,16,128,192) (the
 unpool input is that pooling's output and indices); Upsample x2 bilinear with
 align_corners=True on (8,32,64,96) and (2,64,112,112); BatchNorm2d in
-training mode on (2,64,224,224). "fwd" runs inside no_grad (batch norm still
-uses batch statistics and updates its running ones); "fwd+bwd" also returns
-the input gradient (and batch norm's parameter gradients). All minidl timings
+training mode on (2,64,224,224); ConvTranspose2d(128, 64, 3, stride 2,
+padding 1, output_padding 1) on (2,128,56,56), FCN's deconv4. "fwd" runs
+inside no_grad (batch norm still uses batch statistics and updates its
+running ones); "fwd+bwd" also returns the input gradient (and the parameter
+gradients of batch norm and the transposed conv). All minidl timings
 are taken first, then all PyTorch timings. ``ratio`` is minidl's time over
 PyTorch's (lower is better; the target is <= 1.5).
 """
@@ -24,7 +26,9 @@ CASES = [
     ("Upsample x2 bilinear, align_corners", (8, 32, 64, 96), (2, 4, 8, 12)),
     ("Upsample x2 bilinear, align_corners", (2, 64, 112, 112), (1, 8, 14, 14)),
     ("BatchNorm2d, training", (2, 64, 224, 224), (2, 8, 16, 16)),
+    ("ConvTranspose2d k3 s2", (2, 128, 56, 56), (1, 8, 7, 7)),
 ]
+DECONV = dict(stride=2, padding=1, output_padding=1)  # FCN's x2 transposed conv
 
 
 def _array(shape, seed):
@@ -49,6 +53,8 @@ def minidl_steps(name, shape):
             layer = minidl.nn.MaxPool2d(2, return_indices=True)
         elif name.startswith("Upsample"):
             layer = minidl.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        elif name.startswith("ConvTranspose2d"):
+            layer = minidl.nn.ConvTranspose2d(shape[1], shape[1] // 2, 3, **DECONV)
         else:
             layer = minidl.nn.BatchNorm2d(shape[1])
         inputs = (_array(shape, 0),)
@@ -81,6 +87,8 @@ def torch_steps(torch, name, shape):
                 return functional.max_pool2d(x, 2, return_indices=True)[0]
         elif name.startswith("Upsample"):
             apply = torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        elif name.startswith("ConvTranspose2d"):
+            apply = torch.nn.ConvTranspose2d(shape[1], shape[1] // 2, 3, **DECONV)
         else:
             apply = torch.nn.BatchNorm2d(shape[1])
         x = torch.from_numpy(_array(shape, 0))

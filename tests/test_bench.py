@@ -100,3 +100,16 @@ def test_the_harness_times_with_freed_memory_kept_and_says_so():
     if words == "allocator defaults":
         pytest.skip("not glibc: the allocator cannot be told to keep freed memory")
     assert words == "glibc keeps freed memory" and int(faults) < 200, result.stdout
+
+
+def test_the_layer_script_times_every_case_on_both_sides(torch):
+    """A smoke run of ``bench/layers.py`` at its quick sizes: a forward and a forward+backward row per case,
+    each timed on both sides (the torch fixture fails or skips where PyTorch is missing, as the suite says)."""
+    import math
+
+    from bench import layers
+    rows = layers.run(quick=True)
+    assert [(row["layer"], row["pass"]) for row in rows] == [(name, step) for name, _, _ in layers.CASES
+                                                             for step in ("fwd", "fwd+bwd")]
+    for row in rows:
+        assert row["minidl ms"] > 0 and row["torch ms"] > 0 and math.isfinite(row["ratio"]), row
