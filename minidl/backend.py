@@ -158,7 +158,6 @@ def reuse_freed_host_memory():
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
-
 def blas_core():
     """The kernel family NumPy's OpenBLAS runs (e.g. "SkylakeX", "Haswell"), or None where that cannot be asked.
 
