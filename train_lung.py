@@ -22,7 +22,7 @@ from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Traine
                              evaluate, evaluate_folder, load_examples, load_trained_model, predict_files,
                              read_checkpoint, split_examples)
 from minidl.training.config import LOSSES, MODEL_STRIDES, OPTIMIZERS
-from minidl.training.data import check_split
+from minidl.training.data import check_split, dataset_fingerprint
 from minidl.training.folders import (SETTINGS_A_RUN_MAY_CHANGE, best_epoch, carry_best, check_new_run_folder,
                                      check_output_folder, check_resume_folder)
 
@@ -164,12 +164,20 @@ def prepare_resume(args, given):
 
 
 def check_dataset(config, checkpoint):
-    """The checks on the dataset that need no decoding: the stored folder of a resumed run, and the split."""
+    """The checks on the dataset that need no decoding: the stored folder of a resumed run, the split, and that a
+    resumed run finds the images it trained on. Returns the folder's ``dataset_fingerprint`` (None: synthetic)."""
     if checkpoint is not None and config.data is not None and config.data == checkpoint["config"].data \
             and not os.path.isdir(config.data):
         raise ConfigError(f"checkpoint {checkpoint['path']} trained on the dataset folder {config.data}, which no "
                           "longer exists; if the dataset moved, give its new location with --data")
     check_split(config)
+    fingerprint = dataset_fingerprint(config)
+    trained_on = checkpoint["dataset"] if checkpoint is not None else None
+    if trained_on is not None and fingerprint != trained_on:
+        raise ConfigError(f"--data {config.data} now holds {fingerprint}, but checkpoint {checkpoint['path']} "
+                          f"trained on {trained_on}: not the same images, so the run cannot continue exactly; "
+                          "start a new run (another --out) to train on this folder")
+    return fingerprint
 
 
 def done_message(history, run_dir, checkpoint, best_carried):
@@ -189,8 +197,8 @@ def train_command(args):
         print(f"{checkpoint['path']} has already trained {checkpoint['epoch']} of {config.epochs} epochs; "
               "give a larger --epochs to train on")
         return 0
-    check_dataset(config, checkpoint)
-    trainer = Trainer(config, run_dir, progress=not args.quiet)
+    fingerprint = check_dataset(config, checkpoint)
+    trainer = Trainer(config, run_dir, progress=not args.quiet, dataset=fingerprint)
     if checkpoint is not None:
         trainer.resume(checkpoint)  # a checkpoint that does not fit the model fails here, before the data loads
     examples = load_examples(config, cache_dir_of(args), progress=not args.quiet)

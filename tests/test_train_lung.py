@@ -502,6 +502,22 @@ def test_resume_after_the_dataset_moved_takes_its_new_place_from_data(tmp_path, 
     assert status == 2 and "drop --model" in err
 
 
+def test_resume_refuses_a_dataset_folder_that_no_longer_holds_the_same_images(tmp_path, capsys, monkeypatch):
+    data, other, run_dir = tmp_path / "data", tmp_path / "other", str(tmp_path / "run")
+    write_layout(str(data), "generic", 6, seed=1, size=32)
+    write_layout(str(other), "generic", 7, seed=1, size=32)
+    assert run_main(TINY + ["--data", str(data), "--epochs", "1", "--out", run_dir, "--no-cache"], capsys)[0] == 0
+    forbid_loading(monkeypatch)  # both refusals come before any image is decoded
+    trained_on = str(minidl.load(os.path.join(run_dir, "last.npz"))["dataset"])
+    assert re.fullmatch(r"6 pairs, image paths sha256 [0-9a-f]{16}", trained_on)
+    status, _, err = run_main(["--resume", run_dir, "--epochs", "2", "--data", str(other)], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "now holds 7 pairs" in err and f"trained on {trained_on}: not the same images" in err
+    os.remove(next(path for path in sorted((data / "images").iterdir())))  # an image less in the same folder
+    status, _, err = run_main(["--resume", run_dir, "--epochs", "2"], capsys)
+    assert status == 2 and "now holds 5 pairs" in err
+
+
 def test_data_with_the_resume_of_a_synthetic_run_is_refused(trained_run, tmp_path, capsys):
     status, _, err = run_main(["--resume", trained_run, "--epochs", "4", "--data", str(tmp_path)], capsys)
     assert status == 2 and "trained on the synthetic set; drop --data" in err
@@ -628,6 +644,7 @@ MALFORMED = [  # how the checkpoint is damaged, what the error says after "check
     (replaced("config", numpy.array("[1, 2]")), "field 'config' is unreadable"),
     (config_with(seed=1.5), r"field 'config' is unreadable \(setting 'seed' is 1.5, not of type int\)"),
     (config_with(size="big"), r"field 'config' is unreadable \(setting 'size' is 'big'"),
+    (replaced("dataset", numpy.array([1, 2])), r"field 'dataset' must be a string, got dtype int64"),
 ]
 
 
@@ -673,3 +690,13 @@ def test_resuming_in_an_unwritable_checkpoint_folder_names_that_folder_not_out(t
     status, _, err = run_main(["--resume", trained_run, "--epochs", "4"], capsys)
     assert status == 2 and err.count("\n") == 1 and "--out " not in err.split("--out NEW_FOLDER")[0]
     assert "the checkpoint's folder" in err and "Permission denied" in err and "--out NEW_FOLDER" in err
+
+
+def test_two_checkpoints_are_one_run_only_if_their_datasets_agree():
+    from minidl.training.folders import same_run
+    start = {"config": TrainConfig(), "epoch": 0, "history": {}}
+    one, two, unknown = ({**start, "dataset": name} for name in ("6 pairs, a", "6 pairs, b", None))
+    assert same_run(one, one) and same_run(one, unknown)    # a checkpoint without a fingerprint cannot tell
+    assert not same_run(one, two)
+    assert not same_run(one, {**one, "config": TrainConfig(seed=1)})
+    assert same_run(one, {**one, "config": TrainConfig(epochs=99)})  # a run may be given more epochs

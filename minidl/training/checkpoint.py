@@ -6,7 +6,8 @@ optimizer's flat state_dict), ``epoch`` and ``step`` (where training resumes:
 increment of the epoch's generator at the start of that epoch, as four 64-bit
 words) with ``rng.has_uint32`` and ``rng.uinteger``, ``config`` (the run's
 settings as a JSON string array), ``history.<column>`` (per-epoch metrics),
-``best_dice`` and ``partial.*`` (the running sums of an interrupted epoch).
+``best_dice``, ``partial.*`` (the running sums of an interrupted epoch) and, for a
+dataset folder, ``dataset`` (``minidl/training/data.py::dataset_fingerprint``).
 """
 import os
 
@@ -40,7 +41,8 @@ def generator_from_arrays(arrays):
     return numpy.random.Generator(bit_generator)
 
 
-def save_checkpoint(path, model, optimizer, config, epoch, step, generator, history, best_dice, partial=None):
+def save_checkpoint(path, model, optimizer, config, epoch, step, generator, history, best_dice, partial=None,
+                    dataset=None):
     """Write everything a run needs to continue exactly (see the module docstring)."""
     state = {f"model.{name}": value for name, value in model.state_dict().items()}
     state.update({f"optim.{key}": value for key, value in optimizer.state_dict().items()})
@@ -49,6 +51,8 @@ def save_checkpoint(path, model, optimizer, config, epoch, step, generator, hist
                   for column, values in history.items()})
     state.update({f"partial.{key}": value for key, value in (partial or {}).items()})
     state.update({"epoch": epoch, "step": step, "best_dice": best_dice, "config": numpy.array(config.to_json())})
+    if dataset is not None:
+        state["dataset"] = numpy.array(dataset)
     save(path, state)
 
 
@@ -91,6 +95,16 @@ def _config(flat, path):
         raise CheckpointError(f"checkpoint {path}: field 'config' is unreadable ({error})") from None
 
 
+def _dataset(flat, path):
+    """The ``dataset`` field (a string), or None where the checkpoint has none (the synthetic set, older runs)."""
+    if "dataset" not in flat:
+        return None
+    text = flat["dataset"]
+    if text.shape != () or text.dtype.kind != "U":
+        raise CheckpointError(f"checkpoint {path}: field 'dataset' must be a string, got {_described(text)}")
+    return str(text)
+
+
 def _check_progress_fields(flat, epoch, path):
     """Each ``history.*`` column must hold one number per finished epoch, each ``partial.*`` sum one number."""
     for key, value in flat.items():
@@ -130,7 +144,7 @@ def read_checkpoint(path, weights=True):
     _check_progress_fields(flat, epoch, path)
     return {**sections, "path": path, "config": _config(flat, path), "epoch": epoch,
             "step": _number(flat, "step", path, least=0), "best_dice": _number(flat, "best_dice", path, "iuf"),
-            "generator": _generator(flat, path)}
+            "generator": _generator(flat, path), "dataset": _dataset(flat, path)}
 
 
 def _reason(error):

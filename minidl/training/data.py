@@ -1,4 +1,7 @@
 """The images a run trains and validates on: the synthetic set, or a dataset folder, split with the seed."""
+import hashlib
+import os
+
 import numpy
 
 from ..data import DataError, find_pairs, load_pairs, split_indices, synthetic_dataset
@@ -43,3 +46,14 @@ def check_split(config):
         source = "synthetic images" if config.data is None else f"pairs in --data {config.data}"
         raise ConfigError(f"--val-fraction {config.val_fraction} and --test-fraction {config.test_fraction} leave "
                           f"no training image of the {count} {source}") from None
+
+
+def dataset_fingerprint(config):
+    """The dataset folder a run trains on, in one line: its pair count and a digest of its images' paths
+    relative to the folder (so a moved folder matches and one with other images does not); None for the
+    synthetic set, which its settings fully describe. Needs only the file listing."""
+    if config.data is None:
+        return None
+    names = sorted(os.path.relpath(pair.image, config.data) for pair in find_pairs(config.data).pairs)
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    return f"{len(names)} pairs, image paths sha256 {digest}"

@@ -1,8 +1,8 @@
 """Output folders: whether one can be written, whether it holds a run, and what a resumed run may do to it.
 
 A run folder holds a run when it has ``last.npz`` or ``best.npz``. Two checkpoints belong to the same
-run when their settings agree (but for ``epochs``, ``device`` and the dataset's location) and so does
-their history over the epochs both have finished.
+run when their settings agree (but for ``epochs``, ``device`` and the dataset's location), so do their
+datasets' fingerprints where both have one, and so does their history over the epochs both have finished.
 """
 import os
 import shutil
@@ -66,10 +66,12 @@ def same_run(first, second):
     """Whether two checkpoints (read by ``read_checkpoint``) belong to one run (see the module docstring)."""
     settings = [{key: value for key, value in asdict(checkpoint["config"]).items()
                  if key not in SETTINGS_A_RUN_MAY_CHANGE} for checkpoint in (first, second)]
+    datasets = {first["dataset"], second["dataset"]} - {None}
     finished = min(first["epoch"], second["epoch"])
-    return settings[0] == settings[1] and first["history"].keys() == second["history"].keys() and all(
+    same_history = first["history"].keys() == second["history"].keys() and all(
         numpy.array_equal(first["history"][column][:finished], second["history"][column][:finished])
         for column in first["history"])
+    return settings[0] == settings[1] and len(datasets) <= 1 and same_history
 
 
 def _counted(count, noun):

@@ -67,9 +67,10 @@ class Trainer:
     last.npz, history.csv, curves.png and predictions.png.
     """
 
-    def __init__(self, config, run_dir, log=print, progress=True):
+    def __init__(self, config, run_dir, log=print, progress=True, dataset=None):
         check_device(config.device)
         self.config, self.run_dir, self.log, self.progress = config, run_dir, log, progress
+        self.dataset = dataset  # the folder's dataset_fingerprint, kept in every checkpoint
         manual_seed(config.seed)
         self.model = build_model(config).to(config.device)
         self.optimizer = build_optimizer(config, self.model.parameters())
@@ -95,7 +96,7 @@ class Trainer:
 
     def save(self, name, epoch, step, generator, partial=None):
         save_checkpoint(self.path(name), self.model, self.optimizer, self.config, epoch, step, generator,
-                        self.history, self.best_dice, partial)
+                        self.history, self.best_dice, partial, self.dataset)
 
     def fit(self, splits):
         """Run the remaining epochs on ``splits``; returns the history. Raises TrainingInterrupted or NonFiniteLoss."""
