@@ -12,7 +12,7 @@ from helpers import assert_close
 from test_conv import assert_parity
 
 # (batch, C_in, C_out, (H, W), padding): odd and even sizes, every padding 0..3 and asymmetric ones; outputs
-# of at least 16x16 take F(4x4, 3x3) (the first three), smaller ones F(2x2, 3x3)
+# of at least 16x16 take F(4x4, 3x3) (the first and third: 18x21 and 21x21), smaller ones F(2x2, 3x3)
 GEOMETRIES = [
     (2, 3, 4, (18, 21), (1, 1)),
     (1, 2, 3, (17, 16), (0, 1)),

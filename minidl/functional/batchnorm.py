@@ -14,7 +14,7 @@ cache), and does all of those channels' work on it: the variance and y in
 the forward pass, dbias, dweight and dx in the backward pass. That saves a
 full-size array and several passes over memory each way. The price: the cache
 keeps x itself, so x must not be changed in place before backward (as for
-Conv2d, which keeps its input too).
+Conv2d outside its Winograd path, which keeps its input too).
 """
 from ..backend import cpu_budget, get_array_module
 from .workspace import workspace
