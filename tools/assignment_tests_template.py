@@ -22,11 +22,12 @@ def _rng():
     return numpy.random.default_rng(7)
 
 
-def _module_check(build, *inputs):
+def _module_check(build, *inputs, max_elements=None):
     def run():
         module = build()
         names = ["input"] + [name for name, _ in module.named_parameters()]
-        return names, lambda: check_module(module, inputs if len(inputs) > 1 else inputs[0])
+        return names, lambda: check_module(module, inputs if len(inputs) > 1 else inputs[0],
+                                           max_elements=max_elements)
     return run
 
 
@@ -55,8 +56,12 @@ def _checks(name):
     """The gradient checks that exercise the backward function ``name``."""
     nn = minidl.nn
     if name == "conv2d":
+        # the three forms conv2d_backward receives: direct (stride 2), the transposed twin (4 -> 2, stride 1),
+        # and Winograd (64 -> 64 3x3 on the CPU; a sample of 30 entries a tensor keeps it quick)
         return [_module_check(lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1), _rng().standard_normal((2, 2, 5, 5))),
-                _module_check(lambda: nn.Conv2d(4, 2, 3, padding=1), _rng().standard_normal((2, 4, 5, 5)))]
+                _module_check(lambda: nn.Conv2d(4, 2, 3, padding=1), _rng().standard_normal((2, 4, 5, 5))),
+                _module_check(lambda: nn.Conv2d(64, 64, 3, padding=1), _rng().standard_normal((1, 64, 4, 4)),
+                              max_elements=30)]
     if name == "conv_transpose2d":
         return [_module_check(lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1),
                               _rng().standard_normal((2, 2, 3, 3)))]
