@@ -17,7 +17,7 @@ import time
 from dataclasses import fields, replace
 
 from minidl.backend import reuse_freed_host_memory
-from minidl.data import DataError, default_cache_dir, write_layout
+from minidl.data import DataError, default_cache_dir, find_pairs, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
                              evaluate, evaluate_folder, load_examples, load_trained_model, predict_files,
                              read_checkpoint, split_examples)
@@ -170,8 +170,9 @@ def check_dataset(config, checkpoint):
             and not os.path.isdir(config.data):
         raise ConfigError(f"checkpoint {checkpoint['path']} trained on the dataset folder {config.data}, which no "
                           "longer exists; if the dataset moved, give its new location with --data")
-    check_split(config)
-    fingerprint = dataset_fingerprint(config)
+    pairs = None if config.data is None else find_pairs(config.data).pairs  # listed once for both checks
+    check_split(config, pairs)
+    fingerprint = dataset_fingerprint(config, pairs)
     trained_on = checkpoint["dataset"] if checkpoint is not None else None
     if trained_on is not None and fingerprint != trained_on:
         raise ConfigError(f"--data {config.data} now holds {fingerprint}, but checkpoint {checkpoint['path']} "

@@ -34,6 +34,14 @@ def _write_npz(stream, arrays):
                 numpy.lib.format.write_array(member, numpy.asanyarray(value), allow_pickle=False)
 
 
+def probe_writable(folder):
+    """Create and remove a temporary file in the existing ``folder``: raises ``OSError`` where this process cannot
+    write there (what ``atomic_output`` will need), checked before any long work."""
+    handle, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=folder)
+    os.close(handle)
+    os.remove(probe)
+
+
 @contextmanager
 def atomic_output(path):
     """Yield a temporary path in ``path``'s folder to write to; on success it replaces ``path``.

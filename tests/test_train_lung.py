@@ -684,9 +684,9 @@ def test_a_trainer_given_no_training_images_says_so(tmp_path):
 def test_resuming_in_an_unwritable_checkpoint_folder_names_that_folder_not_out(trained_run, capsys, monkeypatch):
     from minidl.training import folders
 
-    def refused(**kwargs):
+    def refused(folder):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(folders.tempfile, "mkstemp", refused)
+    monkeypatch.setattr(folders, "probe_writable", refused)
     status, _, err = run_main(["--resume", trained_run, "--epochs", "4"], capsys)
     assert status == 2 and err.count("\n") == 1 and "--out " not in err.split("--out NEW_FOLDER")[0]
     assert "the checkpoint's folder" in err and "Permission denied" in err and "--out NEW_FOLDER" in err

@@ -12,12 +12,11 @@ interrupted; the failures are then reported together, each with its reason.
 import hashlib
 import os
 import sys
-import tempfile
 
 import numpy
 from tqdm import tqdm
 
-from ..serialization import load, save
+from ..serialization import load, probe_writable, save
 from .errors import DataError, listing
 from .images import image_size, read_image, read_mask, resize_image, resize_mask
 
@@ -47,9 +46,7 @@ def _cache_dir_problem(cache_dir):
         return "it is a file, not a folder"
     try:
         os.makedirs(cache_dir, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".probe-", dir=cache_dir)
-        os.close(handle)
-        os.remove(probe)
+        probe_writable(cache_dir)
     except OSError as error:
         return f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
     return None

@@ -223,7 +223,7 @@ def winograd_backward(dy, cache):
         # dU[k] = dM[k] @ V[k]^T, summed over pieces
         accumulate_product(du, dm, v.transpose(0, 2, 1), index == 0, "winograd.du_piece")
         # dV[k] = U[k]^T @ dM[k]; then the tiles go back onto dx
-        dv = workspace.take("winograd.dv", v.shape, dy.dtype, dy)
+        dv = workspace.take("winograd.v", v.shape, dy.dtype, dy)  # the role V takes under no_grad
         xp.matmul(u.transpose(0, 2, 1), dm, out=dv)
         input_transform_adjoint(dv, m, band_padding(padding, (m, m), top), (rows, tw), dx[chunk])
     # dg = (G kron G)^T dU, computed as dU^T (O*C, t^2) @ (G kron G) (t^2, 9): already in (O, C, 3, 3) order

@@ -33,13 +33,13 @@ def split_examples(config, images, masks):
     return {name: (images[index], masks[index]) for name, index in (("train", train), ("val", val), ("test", test))}
 
 
-def check_split(config):
+def check_split(config, pairs=None):
     """Raise ``ConfigError`` when the validation and test fractions leave no training example.
 
-    Needs only the example count: ``--synthetic-count``, or the pairs of the dataset folder's file
+    Needs only the example count: ``--synthetic-count``, or the dataset folder's ``pairs`` from its file
     listing (nothing is decoded), so it runs before the dataset is loaded.
     """
-    count = config.synthetic_count if config.data is None else len(find_pairs(config.data).pairs)
+    count = config.synthetic_count if config.data is None else len(pairs)
     try:
         split_indices(count, config.val_fraction, config.test_fraction, config.seed)
     except DataError:
@@ -48,12 +48,12 @@ def check_split(config):
                           f"no training image of the {count} {source}") from None
 
 
-def dataset_fingerprint(config):
-    """The dataset folder a run trains on, in one line: its pair count and a digest of its images' paths
-    relative to the folder (so a moved folder matches and one with other images does not); None for the
-    synthetic set, which its settings fully describe. Needs only the file listing."""
+def dataset_fingerprint(config, pairs):
+    """The dataset folder a run trains on, in one line: the count of its ``pairs`` (from ``find_pairs``) and a
+    digest of their images' paths relative to the folder (so a moved folder matches and one with other images
+    does not); None for the synthetic set, which its settings fully describe."""
     if config.data is None:
         return None
-    names = sorted(os.path.relpath(pair.image, config.data) for pair in find_pairs(config.data).pairs)
+    names = sorted(os.path.relpath(pair.image, config.data) for pair in pairs)
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
     return f"{len(names)} pairs, image paths sha256 {digest}"

@@ -6,12 +6,11 @@ datasets' fingerprints where both have one, and so does their history over the e
 """
 import os
 import shutil
-import tempfile
 from dataclasses import asdict
 
 import numpy
 
-from ..serialization import atomic_output
+from ..serialization import atomic_output, probe_writable
 from .checkpoint import read_checkpoint
 from .errors import CheckpointError, ConfigError
 
@@ -43,11 +42,9 @@ def check_output_folder(path, option="--out"):
         what = "it" if existing == os.path.abspath(path) else existing
         raise ConfigError(f"{option} {path}: {what} exists and is not a folder")
     try:
-        handle, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=existing)
+        probe_writable(existing)
     except OSError as error:
         raise ConfigError(f"{option} {path}: cannot write in {existing} ({error.strerror or error})") from None
-    os.close(handle)
-    os.remove(probe)
 
 
 def run_files(run_dir):
