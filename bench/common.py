@@ -59,23 +59,27 @@ def median_ms(function, warmup=2, repeats=None, min_seconds=1.0, max_repeats=30,
     return 1000.0 * statistics.median(times)
 
 
-def interleaved_ms(functions, rounds=7, warmup=1, quick=False):
+def interleaved_ms(functions, rounds=7, warmup=1, quick=False, calls=None):
     """Wall times in ms of ``functions`` timed in rounds: a list of ``rounds`` times per function.
 
-    Each round calls every function in turn ``warmup`` + 1 times and times the last call, so a timed
-    call follows calls of its own kind (as consecutive training steps do) while the machine's drift
-    over seconds falls on all functions alike. ``quick``: two rounds.
+    Each round calls every function in turn ``warmup`` times untimed, then ``calls[k]`` times (default
+    1) timed, and records the mean of those calls, so a timed call follows calls of its own kind (as
+    consecutive training steps do) while the machine's drift over seconds falls on all functions alike.
+    Giving a fast function proportionally more calls times every function over about the same span
+    of each round. ``quick``: two rounds.
     """
     if quick:
         rounds = 2
+    calls = [1] * len(functions) if calls is None else calls
     times = [[] for _ in functions]
     for _ in range(rounds):
-        for function, spent in zip(functions, times):
+        for function, count, spent in zip(functions, calls, times):
             for _ in range(warmup):
                 function()
             begin = time.perf_counter()
-            function()
-            spent.append(1000.0 * (time.perf_counter() - begin))
+            for _ in range(count):
+                function()
+            spent.append(1000.0 * (time.perf_counter() - begin) / count)
     return times
 
 

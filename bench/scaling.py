@@ -6,9 +6,10 @@
 Step time should grow linearly with the pixel count: 128 -> 512 is 16x the pixels,
 so ``x of first`` at 512 should be within 10% of 16. Same step as ``bench.models``
 (forward, BCE+Dice, backward, SGD); all minidl timings first, then all PyTorch timings.
-Within each side the three sizes are timed in rounds (an untimed step then a timed one of
-each size per round), and ``x of first`` is the median of the rounds' own ratios, so the
-machine's drift over seconds does not land on one size.
+Within each side the three sizes are timed in rounds (an untimed step of each size, then as many
+timed steps as make up the largest size's pixels: 16 of 128x128, 4 of 256x256, 1 of 512x512, their
+mean), and ``x of first`` is the median of the rounds' own ratios, so each size is timed over about
+the same span of every round and the machine's drift over seconds does not land on one size.
 """
 import statistics
 
@@ -24,11 +25,12 @@ def run(quick=False):
     """Rows: size, median step ms and conv GFLOP/s of each side, and each side's time relative to the smallest."""
     sizes = QUICK_SIZES if quick else SIZES
     shapes = [[BATCH, 1, size, size] for size in sizes]
-    ours = interleaved_ms([minidl_step("SegNetSmall", shape) for shape in shapes], quick=quick)
+    calls = [(sizes[-1] // size) ** 2 for size in sizes]
+    ours = interleaved_ms([minidl_step("SegNetSmall", shape) for shape in shapes], quick=quick, calls=calls)
     torch = import_torch()
     nan_rounds = [[float("nan")] for _ in shapes]
-    theirs = (interleaved_ms([torch_step("SegNetSmall", shape) for shape in shapes], quick=quick) if torch
-              else nan_rounds)
+    theirs = (interleaved_ms([torch_step("SegNetSmall", shape) for shape in shapes], quick=quick, calls=calls)
+              if torch else nan_rounds)
     rows = []
     for size, shape, our_times, their_times in zip(sizes, shapes, ours, theirs):
         flop = step_conv_flop("SegNetSmall", shape)

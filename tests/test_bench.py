@@ -1,4 +1,6 @@
 """The benchmark harness's arithmetic: the FLOP count behind its GFLOP/s columns."""
+import time
+
 from bench.common import gflops
 from bench.models import step_conv_flop
 
@@ -48,6 +50,19 @@ def test_interleaved_rounds_warm_then_time_each_function_in_turn():
     times = interleaved_ms([lambda: calls.append("a"), lambda: calls.append("b")], rounds=3, warmup=1)
     assert calls == ["a", "a", "b", "b"] * 3
     assert [len(t) for t in times] == [3, 3] and all(t >= 0 for t in times[0] + times[1])
+
+
+def test_interleaved_times_the_mean_of_each_functions_calls():
+    from bench.common import interleaved_ms
+    calls = []
+
+    def sleeper(name):
+        return lambda: (calls.append(name), time.sleep(0.004))
+
+    times = interleaved_ms([sleeper("a"), sleeper("b")], rounds=2, warmup=1, calls=[3, 1])
+    assert calls == ["a"] * 4 + ["b"] * 2 + ["a"] * 4 + ["b"] * 2
+    # a's three timed calls of >= 4 ms each: their mean, not their sum (>= 12 ms)
+    assert all(4.0 <= t < 12.0 for t in times[0]) and all(t >= 4.0 for t in times[1])
 
 
 def test_median_ratio_takes_each_rounds_ratio_then_the_middle():
