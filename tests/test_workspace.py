@@ -60,20 +60,26 @@ def test_layers_running_in_two_threads_at_once_give_their_serial_results(rng):
 
     serial = [run(batch) for batch in batches]
     start = threading.Barrier(2)
-    threaded = [[], []]
+    threaded, failures = [[], []], []
 
     def worker(index):
-        start.wait()
-        for _ in range(20):
-            threaded[index].append(run(batches[index]))
+        try:
+            start.wait()
+            for _ in range(20):
+                threaded[index].append(run(batches[index]))
+        except BaseException as error:  # a thread's exception does not reach pytest: hand it to the test
+            failures.append(f"thread {index}: {type(error).__name__}: {error}")
 
     threads = [threading.Thread(target=worker, args=(index,)) for index in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert not failures, failures
     for index in range(2):
+        assert len(threaded[index]) == 20, f"thread {index} finished {len(threaded[index])} of 20 runs"
         for outputs in threaded[index]:
+            assert len(outputs) == len(serial[index])
             for got, expected in zip(outputs, serial[index]):
                 numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
