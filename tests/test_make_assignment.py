@@ -31,17 +31,24 @@ def _student_env(copy):
 
 
 def run_assignment_tests(copy):
-    """Run the copy's tests/test_assignment.py alone; {short name: failure message, or None when it passed}."""
+    """Run the copy's tests/test_assignment.py alone; {short name: failure message, or None when it passed}.
+
+    A skipped case is not a pass: it gets a message starting with "skipped", so no caller counts it as passed.
+    """
     report = copy / "assignment-report.xml"
     subprocess.run([sys.executable, "-m", "pytest", "tests/test_assignment.py", "-q", "-p", "no:cacheprovider",
                     f"--junitxml={report}"], cwd=copy, env=_student_env(copy), capture_output=True, timeout=120)
     results = {}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         name = case.get("name").split("[", 1)[1].rstrip("]")
-        failure = case.find("failure")
-        error = case.find("error")
+        failure, error, skipped = case.find("failure"), case.find("error"), case.find("skipped")
         problem = failure if failure is not None else error
-        results[name] = None if problem is None else problem.get("message", "").removeprefix("Failed: ")
+        if problem is not None:
+            results[name] = problem.get("message", "").removeprefix("Failed: ")
+        elif skipped is not None:
+            results[name] = "skipped: " + skipped.get("message", "")
+        else:
+            results[name] = None
     report.unlink()
     return results
 
