@@ -93,6 +93,7 @@ def test_python_m_bench_leaves_the_profiler_out():
 def test_the_harness_times_with_freed_memory_kept_and_says_so():
     """After ``steady_allocator`` a freed 24 MiB array's memory is handed out again without page faults (with
     glibc's defaults the second such array still faults about 500 times here); the header line says so."""
+    import platform
     import subprocess
     import sys
 
@@ -112,7 +113,9 @@ def test_the_harness_times_with_freed_memory_kept_and_says_so():
     result = subprocess.run([sys.executable, "-c", program], cwd=REPOSITORY, capture_output=True, text=True,
                             check=True)
     words, faults = result.stdout.split("\n")[:2]
-    if words == "allocator defaults":
+    # decided by the platform, not by steady_allocator's own answer, which a broken harness could get wrong
+    if platform.libc_ver()[0] != "glibc":
+        assert words == "allocator defaults", result.stdout
         pytest.skip("not glibc: the allocator cannot be told to keep freed memory")
     assert words == "glibc keeps freed memory" and int(faults) < 200, result.stdout
 
