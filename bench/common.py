@@ -70,7 +70,10 @@ def interleaved_ms(functions, rounds=7, warmup=1, quick=False, calls=None):
     """
     if quick:
         rounds = 2
-    calls = [1] * len(functions) if calls is None else calls
+    calls = [1] * len(functions) if calls is None else list(calls)
+    if len(calls) != len(functions) or min(calls, default=1) < 1:
+        raise ValueError(f"interleaved_ms: calls needs a count >= 1 for each of the {len(functions)} functions, "
+                         f"got {calls}")
     times = [[] for _ in functions]
     for _ in range(rounds):
         for function, count, spent in zip(functions, calls, times):

@@ -1,5 +1,7 @@
-"""The benchmark harness's arithmetic: the FLOP count behind its GFLOP/s columns."""
+"""The benchmark harness: its FLOP counts, its timing rounds, its allocator setting, its scripts run small."""
 import time
+
+import pytest
 
 from bench.common import gflops
 from bench.models import step_conv_flop
@@ -65,6 +67,14 @@ def test_interleaved_times_the_mean_of_each_functions_calls():
     assert all(4.0 <= t < 12.0 for t in times[0]) and all(t >= 4.0 for t in times[1])
 
 
+def test_interleaved_refuses_calls_that_do_not_match_the_functions():
+    from bench.common import interleaved_ms
+    with pytest.raises(ValueError, match="2 functions, got \\[3\\]"):
+        interleaved_ms([lambda: None, lambda: None], rounds=1, calls=[3])
+    with pytest.raises(ValueError, match="got \\[1, 0\\]"):
+        interleaved_ms([lambda: None, lambda: None], rounds=1, calls=[1, 0])
+
+
 def test_median_ratio_takes_each_rounds_ratio_then_the_middle():
     from bench.common import median_ratio
     assert median_ratio([2.0, 32.0, 8.0], [1.0, 2.0, 2.0]) == 4.0      # rounds' ratios 2, 16, 4
@@ -97,7 +107,6 @@ def test_the_harness_times_with_freed_memory_kept_and_says_so():
     import subprocess
     import sys
 
-    import pytest
 
     from bench.common import REPOSITORY, machine_summary
     assert machine_summary("glibc keeps freed memory").endswith(", glibc keeps freed memory")
