@@ -62,14 +62,14 @@ def step_conv_flop(model_name, shape):
     return 3 * sum(forward_flop) - forward_flop[0]
 
 
-def minidl_step(model_name, shape, model=None):
+def minidl_step(model_name, shape, model=None, device="cpu"):
     """A callable running one minidl training step of ``model_name`` (or of ``model``, built as that name) on a
-    batch of ``shape``."""
+    batch of ``shape``, on ``device``."""
     import minidl
-    model = build_model(model_name) if model is None else model
+    model = (build_model(model_name) if model is None else model).to(device)
     loss = minidl.losses.BCEDiceLoss()
     optimizer = minidl.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-    x, target = _batch(shape)
+    x, target = (minidl.backend.to_device(array, device) for array in _batch(shape))
 
     def step():
         optimizer.zero_grad()

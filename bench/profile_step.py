@@ -3,11 +3,14 @@
     python -m bench.profile_step                          # SegNetSmall, N=8, 1x128x192 (bench.models' case)
     python -m bench.profile_step FCN 2x3x224x224
     python -m bench.profile_step SegNetSmall 2x1x512x512 --steps 4
+    python -m bench.profile_step SegNetSmall 32x1x256x256 --device gpu
 
 The same step as ``bench.models`` (forward, BCE+Dice, backward, SGD). Each leaf module's
 ``forward`` and ``backward`` are wrapped with a timer on its instance; the rows are ms per step,
 largest total first, and the last row is the whole step (the rest is the loss, the optimizer
-and Python between modules). Not part of ``python -m bench``: it times minidl alone.
+and Python between modules). On the GPU (``--device gpu``) each timer synchronizes the device before and
+after the call, so a row is the module's kernels plus its launch overhead. Not part of ``python -m bench``:
+it times minidl alone.
 """
 import argparse
 import collections
@@ -17,32 +20,46 @@ from bench.common import machine_summary, markdown_table, steady_allocator
 from bench.models import build_model, minidl_step
 
 
-def _timed(method, label, spent):
-    """``method`` wrapped to add its wall time in seconds to spent[label]."""
+def _timed(method, label, spent, synchronize):
+    """``method`` wrapped to add its wall time in seconds to spent[label], the device synchronized around it."""
     def call(*args, **kwargs):
+        synchronize()
         begin = time.perf_counter()
         result = method(*args, **kwargs)
+        synchronize()
         spent[label] += time.perf_counter() - begin
         return result
     return call
 
 
-def profile(model_name, shape, steps=6, warmup=2):
+def _synchronizer(device):
+    """A callable that waits for the device's queued work (nothing to wait for on the CPU)."""
+    if device == "cpu":
+        return lambda: None
+    from minidl.backend import require_gpu
+    return require_gpu("bench.profile_step").cuda.get_current_stream().synchronize
+
+
+def profile(model_name, shape, steps=6, warmup=2, device="cpu"):
     """Rows: module (name: class), forward / backward / total ms per step, largest first, then the step."""
     model = build_model(model_name)
+    synchronize = _synchronizer(device)
     spent = collections.defaultdict(float)
     for name, module in model.named_modules():
         if not list(module.children()):
             label = f"{name}: {type(module).__name__}"
             for method in ("forward", "backward"):
-                object.__setattr__(module, method, _timed(getattr(module, method), (label, method), spent))
-    step = minidl_step(model_name, shape, model=model)
+                object.__setattr__(module, method,
+                                   _timed(getattr(module, method), (label, method), spent, synchronize))
+    step = minidl_step(model_name, shape, model=model, device=device)
     for _ in range(warmup):
         step()
+    synchronize()
     spent.clear()
     begin = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize()
     step_ms = 1000.0 * (time.perf_counter() - begin) / steps
     per_step = {label: (1000.0 * spent[label, "forward"] / steps, 1000.0 * spent[label, "backward"] / steps)
                 for label, _ in spent}
@@ -57,6 +74,7 @@ def main(argv=None):
     parser.add_argument("model", nargs="?", default="SegNetSmall", choices=("SegNetSmall", "FCN"))
     parser.add_argument("shape", nargs="?", default=None, help="NxCxHxW (default: bench.models' case)")
     parser.add_argument("--steps", type=int, default=6, help="timed steps (default 6, after 2 untimed)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     options = parser.parse_args(argv)
     text = options.shape or {"SegNetSmall": "8x1x128x192", "FCN": "2x3x224x224"}[options.model]
     sizes = text.split("x")
@@ -64,7 +82,7 @@ def main(argv=None):
         parser.error(f"shape must be NxCxHxW with four positive integers, got {text!r}")
     shape = [int(size) for size in sizes]
     print(machine_summary(steady_allocator()) + "\n")
-    print(markdown_table(profile(options.model, shape, steps=options.steps)))
+    print(markdown_table(profile(options.model, shape, steps=options.steps, device=options.device)))
 
 
 if __name__ == "__main__":
