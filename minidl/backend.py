@@ -58,11 +58,22 @@ def device_kernels(x):
     return kernels
 
 
-def samples_per_unfold(x):
-    """How many samples of a batch im2col unfolds at once: one on the CPU, where the
-    columns of one sample stay cache-sized and the workspace small; the whole batch
-    on a GPU, where fewer, larger launches pay."""
-    return x.shape[0] if is_gpu_array(x) else 1
+GPU_UNFOLD_BYTES = 1 << 30
+
+
+def unfold_budget(x):
+    """Bytes of im2col columns a layer unfolds at once for ``x``'s device: 16 MiB on the CPU, where one
+    sample's columns (or a band of its rows) stay cache-sized; 1 GiB on a GPU, where a few large launches
+    pay but the columns of a whole large batch (19 GB for SegNet at N=32, 512x512) would not fit."""
+    return GPU_UNFOLD_BYTES if is_gpu_array(x) else 16 << 20
+
+
+def samples_per_unfold(x, sample_bytes):
+    """How many samples of the batch im2col unfolds together, each sample's columns being ``sample_bytes``:
+    one on the CPU; on a GPU as many as fit in ``unfold_budget`` (at least one, at most the batch)."""
+    if not is_gpu_array(x):
+        return 1
+    return max(1, min(x.shape[0], unfold_budget(x) // max(1, sample_bytes)))
 
 
 def cpu_budget(x, nbytes):

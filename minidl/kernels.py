@@ -54,10 +54,10 @@ __device__ inline int window_reading(I x, I pad, I tap, I dilation, I stride, I 
     return 1;
 }
 
-// x[n, c, h, w] = sum of cols[n, c, i, j, ho, wo] over h + ph = ho*sh + i*dh, w + pw = wo*sw + j*dw
+// x[n, c, h, w] (+)= sum of cols[n, c, i, j, ho, wo] over h + ph = ho*sh + i*dh, w + pw = wo*sw + j*dw
 extern "C" __global__ void col2im(const T* cols, T* x, I total, I height, I width, I kernel_h, I kernel_w,
                                   I out_h, I out_w, I stride_h, I stride_w, I pad_h, I pad_w,
-                                  I dilation_h, I dilation_w)
+                                  I dilation_h, I dilation_w, I accumulate)
 {
     I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
     if (index >= total) return;
@@ -78,7 +78,7 @@ extern "C" __global__ void col2im(const T* cols, T* x, I total, I height, I widt
             sum += plane_cols[((i * kernel_w + j) * out_h + ho) * out_w + wo];
         }
     }
-    x[index] = sum;
+    x[index] = accumulate ? x[index] + sum : sum;
 }
 
 // y[n, c, ho, wo] = max of the window's cells inside x, indices = h * W + w of the (first) maximum
@@ -140,14 +140,28 @@ extern "C" __global__ void max_pool_backward(const T* dy, const long long* indic
     dx[index] = sum;
 }
 
-// y[n, c].flat[indices[n, c, p]] = x[n, c, p] (y zeroed beforehand)
-extern "C" __global__ void max_unpool_forward(const T* x, const long long* indices, T* y, I total,
-                                              I in_plane_size, I out_plane_size)
+// owner[n, c].flat[indices[n, c, p]] = the largest p aiming there (owner filled with -1 beforehand)
+extern "C" __global__ void max_unpool_claim(const long long* indices, int* owner, I total, I in_plane_size,
+                                            I out_plane_size)
 {
     I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
     if (index >= total) return;
     long long target = indices[index];
-    if (target >= 0 && target < out_plane_size) y[(index / in_plane_size) * out_plane_size + target] = x[index];
+    if (target >= 0 && target < out_plane_size)
+        atomicMax(owner + (index / in_plane_size) * out_plane_size + target, (int)(index % in_plane_size));
+}
+
+// y[n, c].flat[indices[n, c, p]] = x[n, c, p] where p owns that cell (y zeroed beforehand): the last
+// position in scan order wins a repeated index, as on the host, whatever order the threads run in
+extern "C" __global__ void max_unpool_forward(const T* x, const long long* indices, const int* owner, T* y,
+                                              I total, I in_plane_size, I out_plane_size)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    long long target = indices[index];
+    if (target < 0 || target >= out_plane_size) return;
+    I cell = (index / in_plane_size) * out_plane_size + target;
+    if (owner[cell] == (int)(index % in_plane_size)) y[cell] = x[index];
 }
 
 // dx[n, c, p] = dy[n, c].flat[indices[n, c, p]]
@@ -159,6 +173,30 @@ extern "C" __global__ void max_unpool_backward(const T* dy, const long long* ind
     long long target = indices[index];
     bool inside = target >= 0 && target < out_plane_size;
     dx[index] = inside ? dy[(index / in_plane_size) * out_plane_size + target] : (T)0;
+}
+
+// One Adam step per element, the host's formula (minidl.optim.adam.adam_update) in the same order:
+// g += wd p; m += (1 - b1)(g - m); v = b2 v + (1 - b2) g g; v_max = max(v_max, v) with AMSGrad;
+// p -= step_size * m / (sqrt(v or v_max) / bias_correction2_sqrt + eps)
+extern "C" __global__ void adam_update(T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq,
+                                       I total, I amsgrad, T step_size, T one_minus_beta1, T beta2,
+                                       T one_minus_beta2, T eps, T weight_decay, T bias_correction2_sqrt)
+{
+    I index = (I)blockIdx.x * blockDim.x + threadIdx.x;
+    if (index >= total) return;
+    T g = grad[index];
+    if (weight_decay != (T)0) g = g + weight_decay * param[index];
+    T m = exp_avg[index];
+    m = m + one_minus_beta1 * (g - m);
+    T v = exp_avg_sq[index] * beta2;
+    v = v + one_minus_beta2 * g * g;
+    exp_avg[index] = m;
+    exp_avg_sq[index] = v;
+    if (amsgrad) {
+        v = max_exp_avg_sq[index] > v ? max_exp_avg_sq[index] : v;
+        max_exp_avg_sq[index] = v;
+    }
+    param[index] = param[index] - step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps));
 }
 """
 
@@ -176,6 +214,12 @@ def compiled_module(dtype, index_dtype):
     """The ``cupy.RawModule`` for one (value dtype, index dtype) pair, compiled once per process."""
     code = source_for(VALUE_TYPES[numpy.dtype(dtype)], INDEX_TYPES[numpy.dtype(index_dtype)])
     return cupy_or_none().RawModule(code=code)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_function(name, dtype, index_dtype):
+    """Kernel ``name`` of the (value dtype, index dtype) module, looked up once per process."""
+    return compiled_module(dtype, index_dtype).get_function(name)
 
 
 def _check_array(function, array):
@@ -198,7 +242,7 @@ def _launch(name, dtype, sizes, total, arrays, integers, extra=()):
     if total == 0:
         return
     index_dtype = numpy.int32 if max(sizes) < INT32_LIMIT else numpy.int64
-    kernel = compiled_module(dtype, index_dtype).get_function(name)
+    kernel = compiled_function(name, numpy.dtype(dtype), numpy.dtype(index_dtype))
     blocks = (total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK
     arguments = tuple(arrays) + tuple(index_dtype(v) for v in (total,) + tuple(integers)) + tuple(extra)
     kernel((blocks,), (THREADS_PER_BLOCK,), arguments)
@@ -232,21 +276,26 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
     return cols
 
 
-def col2im(cols, input_shape, stride, padding, dilation):
+def col2im(cols, input_shape, stride, padding, dilation, out=None):
     """cols (N, C, kh, kw, Ho, Wo) -> (N, C, H, W), the adjoint of ``im2col`` (zero padding).
 
     A gather: one thread per input pixel adds the columns of every window
-    offset (i, j) that covers it, in the order of the host loop.
+    offset (i, j) that covers it, in the order of the host loop. With ``out``
+    (a C-contiguous array of the input's shape and dtype), the sums are added
+    to it in place and it is returned; otherwise they fill a new array.
     """
     dtype = _check_array("col2im", cols)
     xp = get_array_module(cols)
     n, c, kh, kw, ho, wo = cols.shape
     h, w = int(input_shape[2]), int(input_shape[3])
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if out is not None and (tuple(out.shape) != (n, c, h, w) or out.dtype != dtype or not out.flags.c_contiguous):
+        raise ValueError(f"minidl.kernels.col2im: out has shape {tuple(out.shape)} and dtype {out.dtype}, expected "
+                         f"a C-contiguous {(n, c, h, w)} array of {dtype}")
     cols = xp.ascontiguousarray(cols)
-    x = xp.empty((n, c, h, w), dtype=dtype)
+    x = xp.empty((n, c, h, w), dtype=dtype) if out is None else out
     _launch("col2im", dtype, (x.size, cols.size), x.size, (cols, x),
-            (h, w, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw))
+            (h, w, kh, kw, ho, wo, sh, sw, ph, pw, dh, dw, int(out is not None)))
     return x
 
 
@@ -292,17 +341,26 @@ def max_pool_backward(dy, indices, input_shape, kernel, stride, padding, dilatio
 def max_unpool_forward(x, indices, output_hw):
     """x (N, C, H, W), indices (N, C, H, W) -> y (N, C, Hout, Wout): zeros, x scattered to its indices.
 
-    One thread per input element writes ``y[n, c].flat[index] = x[n, c, h, w]``;
-    indices outside the output plane are skipped (validate them before calling).
+    Two passes, so a repeated index within a plane keeps the value of its last
+    position in scan order (as the host's sequential assignment) whatever order
+    the threads run in: each input element claims its target cell with an
+    atomic maximum of its position, then the owner of each cell writes it.
+    Indices outside the output plane are skipped (validate them before calling).
     """
     dtype = _check_array("max_unpool_forward", x)
     xp = get_array_module(x)
     n, c, h, w = x.shape
     out_h, out_w = (int(s) for s in output_hw)
+    if h * w >= INT32_LIMIT:
+        raise ValueError(f"minidl.kernels.max_unpool_forward: planes of {h}x{w} inputs are too large (positions "
+                         f"must fit in 32 bits)")
     x = xp.ascontiguousarray(x)
     indices = xp.ascontiguousarray(indices, dtype=numpy.int64)
     y = xp.zeros((n, c, out_h, out_w), dtype=dtype)
-    _launch("max_unpool_forward", dtype, (x.size, y.size), x.size, (x, indices, y), (h * w, out_h * out_w))
+    owner = xp.full(y.shape, -1, dtype=numpy.int32)
+    sizes, planes = (x.size, y.size), (h * w, out_h * out_w)
+    _launch("max_unpool_claim", dtype, sizes, x.size, (indices, owner), planes)
+    _launch("max_unpool_forward", dtype, sizes, x.size, (x, indices, owner, y), planes)
     return y
 
 
@@ -321,3 +379,21 @@ def max_unpool_backward(dy, indices):
     _launch("max_unpool_backward", dtype, (dx.size, dy.size), dx.size, (dy, indices, dx),
             (h * w, out_h * out_w))
     return dx
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size, beta1, beta2, eps, weight_decay,
+                bias_correction2_sqrt):
+    """One fused Adam step over device arrays of one shape, in place: the arithmetic of
+    ``minidl.optim.adam.adam_update`` (step_size = lr / (1 - beta1^t)) in one launch instead of about ten.
+    ``max_exp_avg_sq`` is None without AMSGrad."""
+    dtype = _check_array("adam_update", param)
+    arrays = (param, grad, exp_avg, exp_avg_sq, exp_avg_sq if max_exp_avg_sq is None else max_exp_avg_sq)
+    for array in arrays:
+        if not (is_gpu_array(array) and array.dtype == dtype and array.shape == param.shape
+                and array.flags.c_contiguous):
+            raise ValueError(f"minidl.kernels.adam_update: expected C-contiguous {dtype} device arrays of shape "
+                             f"{tuple(param.shape)}, got {type(array).__name__} {getattr(array, 'shape', None)}")
+    scalars = tuple(dtype.type(v) for v in (step_size, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
+                                            bias_correction2_sqrt))
+    _launch("adam_update", dtype, (param.size,), param.size, arrays, (int(max_exp_avg_sq is not None),), scalars)
+    return param

@@ -146,3 +146,13 @@ def test_cpu_budget_limits_host_arrays_only(monkeypatch):
     assert backend.cpu_budget(x, 1 << 20) == 1 << 20
     monkeypatch.setattr(backend, "is_gpu_array", lambda array: True)   # as for a CuPy array
     assert backend.cpu_budget(x, 1 << 20) is None
+
+
+def test_a_gpu_unfolds_as_many_samples_as_its_budget_allows(monkeypatch):
+    x = numpy.zeros((8, 1, 2, 2))
+    assert backend.samples_per_unfold(x, 100) == 1          # the CPU: one sample at a time
+    monkeypatch.setattr(backend, "is_gpu_array", lambda array: True)   # as for a CuPy array
+    assert backend.samples_per_unfold(x, backend.GPU_UNFOLD_BYTES // 3) == 3
+    assert backend.samples_per_unfold(x, 1) == 8
+    assert backend.samples_per_unfold(x, 2 * backend.GPU_UNFOLD_BYTES) == 1   # then bands of rows
+    assert backend.samples_per_unfold(numpy.zeros((0, 1, 2, 2)), 1) == 1    # an empty batch: no zero step

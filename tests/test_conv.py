@@ -225,7 +225,7 @@ TWIN_CONFIGS = [
     ((3, 5), (0, 2), 1, False, 1, (9, 11), "twin"),
     (3, 2, 2, True, 3, (7, 9), "twin"),
     (5, (1, 3), (2, 1), True, 1, (13, 10), "twin"),
-    (1, 0, 1, True, 1, (5, 6), "twin"),
+    (1, 0, 1, True, 1, (5, 6), "direct"),
     (1, 1, 1, True, 1, (5, 6), "direct"),
 ]
 
@@ -303,6 +303,11 @@ BANDED_CASES = ([build_conv(config) for config in CONV_CONFIGS]
                 + [(Conv2d(3, 3, 3, padding=1), (2, 3, 9, 11))])     # C_out == C_in: the twin's backward
 
 
+def set_unfold_budget(monkeypatch, nbytes):
+    """Have conv unfold at most ``nbytes`` of columns at once, whatever the device."""
+    monkeypatch.setattr(conv_functions, "unfold_budget", lambda x: nbytes)
+
+
 def record_pieces(monkeypatch):
     """Make conv.pieces log each call as (arguments, bands), to show that banding happened."""
     calls, original = [], conv_functions.pieces
@@ -315,7 +320,7 @@ def record_pieces(monkeypatch):
     return calls
 
 
-# Above UNFOLD_BYTES of columns a sample is unfolded in bands of rows under shifted padding (im2col.band_padding).
+# Above the unfolding budget (backend.unfold_budget) of columns a sample is unfolded in bands of rows under shifted padding (im2col.band_padding).
 @pytest.mark.parametrize("case", range(len(BANDED_CASES)))
 @pytest.mark.parametrize("rows", [1, 2], ids=["one-row bands", "two-row bands"])
 def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, rows, monkeypatch, rng):
@@ -328,7 +333,7 @@ def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, rows, monk
     # unfolding goes in bands of `rows` rows, the others in bands of at least one
     row_bytes = [channels * kernel[0] * kernel[1] * grid[1] * 8 for (_, channels, kernel, grid), _ in calls
                  if grid[0] >= 3]
-    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", rows * min(row_bytes))
+    set_unfold_budget(monkeypatch, rows * min(row_bytes))
     calls.clear()
     banded = forward_and_backward(module, x)
     for got, expected in zip(banded, whole):
@@ -339,7 +344,7 @@ def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, rows, monk
 
 def test_pieces_cut_each_sample_into_even_row_bands_within_the_budget(monkeypatch):
     from minidl.functional.conv import pieces
-    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1000)
+    set_unfold_budget(monkeypatch, 1000)
     x = numpy.zeros((2, 1, 10, 4), dtype=numpy.float32)
     # 3 channels x 5x5 kernel x 1 column x 4 bytes = 300 bytes a row: at most 3 rows a band, 4 bands of 3, 3, 3, 1
     assert pieces(x, 3, (5, 5), (10, 1)) == [(slice(s, s + 1), top, stop) for s in range(2)
@@ -348,14 +353,56 @@ def test_pieces_cut_each_sample_into_even_row_bands_within_the_budget(monkeypatc
     assert pieces(x, 3, (5, 5), (8, 1)) == [(slice(s, s + 1), top, stop) for s in range(2)
                                             for top, stop in [(0, 3), (3, 6), (6, 8)]]
     assert pieces(x, 50, (5, 5), (10, 1)) == [(slice(s, s + 1), row, row + 1) for s in range(2) for row in range(10)]
-    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1 << 20)
+    set_unfold_budget(monkeypatch, 1 << 20)
     assert pieces(x, 3, (5, 5), (10, 1)) == [(slice(0, 1), 0, 10), (slice(1, 2), 0, 10)]
 
 
 @pytest.mark.parametrize("layer", ["conv", "transposed"])
 def test_one_row_bands_pass_finite_differences_and_pytorch_parity(layer, monkeypatch, torch, rng):
-    monkeypatch.setattr(conv_functions, "UNFOLD_BYTES", 1)
+    set_unfold_budget(monkeypatch, 1)
     module, shape = build_conv(CONV_CONFIGS[4]) if layer == "conv" else build_transposed(TRANSPOSED_CONFIGS[4])
     errors = check_module(module, rng.standard_normal(shape))
     assert max(errors.values()) < TOLERANCE, errors
     assert_parity(torch, module.double(), rng.standard_normal(shape), rtol=1e-7)
+
+
+# On a GPU several samples are unfolded together and dW is one batched GEMM summed over them
+# (conv.add_weight_gradient); the same path runs on the CPU when samples_per_unfold says so.
+@pytest.mark.parametrize("case", range(len(BANDED_CASES)))
+def test_several_samples_unfolded_together_give_the_same_sums(case, monkeypatch, rng):
+    module, shape = BANDED_CASES[case]
+    module.double()
+    x = rng.standard_normal((max(shape[0], 3),) + shape[1:])
+    one_at_a_time = forward_and_backward(module, x)
+    monkeypatch.setattr(conv_functions, "samples_per_unfold", lambda x, sample_bytes: 2)
+    calls = record_pieces(monkeypatch)
+    together = forward_and_backward(module, x)
+    for got, expected in zip(together, one_at_a_time):
+        numpy.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert any(chunk.stop - chunk.start == 2 for _, bands in calls for chunk, _, _ in bands)
+
+
+@pytest.mark.parametrize("layer", [Conv2d(3, 4, 3, padding=1), ConvTranspose2d(3, 4, 3, stride=2),
+                                   Conv2d(4, 2, 1), ConvTranspose2d(4, 2, 1)], ids=repr)
+def test_an_empty_batch_gives_empty_outputs_and_gradients(layer, monkeypatch):
+    x = numpy.zeros((0, layer.in_channels, 6, 5), dtype=numpy.float32)
+    monkeypatch.setattr(conv_functions, "samples_per_unfold", lambda x, sample_bytes: 4)  # as on a GPU
+    y = layer(x)
+    assert y.shape[:2] == (0, layer.out_channels) and y.dtype == numpy.float32
+    layer.zero_grad()
+    dx = layer.backward(numpy.zeros(y.shape, dtype=numpy.float32))
+    assert dx.shape == x.shape
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
+
+
+@pytest.mark.parametrize("layer", ["conv", "transposed"])
+def test_pointwise_layers_unfold_nothing_and_match_pytorch(layer, monkeypatch, torch, rng):
+    """A 1x1 stride-1 conv is one GEMM on x itself (no im2col, no col2im) in either direction."""
+    module = Conv2d(6, 2, 1) if layer == "conv" else ConvTranspose2d(6, 2, 1)
+    unfold_calls = []
+    monkeypatch.setattr(conv_functions, "im2col", lambda *a, **k: unfold_calls.append(a))
+    monkeypatch.setattr(conv_functions, "col2im", lambda *a, **k: unfold_calls.append(a))
+    assert_parity(torch, module.double(), rng.standard_normal((3, 6, 5, 7)), rtol=1e-10)
+    assert unfold_calls == []
+    errors = check_module(module, rng.standard_normal((2, 6, 4, 3)))
+    assert max(errors.values()) < TOLERANCE, errors

@@ -218,6 +218,7 @@ OPTIMIZERS = {
                                                             weight_decay=1e-2),
     "adam": lambda params: optim.Adam(params, lr=1e-2),
     "adam_decay": lambda params: optim.Adam(params, lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-2),
+    "adam_amsgrad": lambda params: optim.Adam(params, lr=1e-2, weight_decay=1e-3, amsgrad=True),
 }
 
 
@@ -404,6 +405,43 @@ def test_im2col_and_col2im_kernels_equal_host_loops(dtype, rng):
                          f"col2im {h, w, kernel, stride, padding, dilation}")
         checked += 1
     assert checked > 80
+
+
+def test_col2im_kernel_adds_into_a_given_array(cupy, rng):
+    geometry = ((3, 3), (2, 1), (1, 1), (1, 1))
+    x_shape = (2, 3, 7, 6)
+    cols = rng.standard_normal(host_windows.im2col(numpy.zeros(x_shape), *geometry).shape)
+    start = rng.standard_normal(x_shape)
+    out = to_gpu(start)
+    assert kernels.col2im(to_gpu(cols), x_shape, *geometry[1:], out=out) is out
+    # the kernel adds a pixel's column sum to it, the host loop one offset at a time: equal up to rounding
+    assert_matches(out, host_windows.col2im(cols, x_shape, *geometry[1:], out=start.copy()), "col2im into out")
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kernels.col2im(to_gpu(cols), x_shape, *geometry[1:], out=cupy.zeros((2, 3, 6, 7)).transpose(0, 1, 3, 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unpooling_a_repeated_index_keeps_the_last_value_as_the_host(dtype, rng):
+    """Overlapping pools can name one cell twice in a plane: the last position in scan order wins, on both."""
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    indices = rng.integers(0, 6, size=x.shape)          # 20 positions onto 6 cells: many repeats
+    expected = host_pooling.max_unpool2d_forward(x, indices, (2, 3))[0]
+    planes = expected.reshape(6, 6)
+    for plane, (values, targets) in enumerate(zip(x.reshape(6, 20), indices.reshape(6, 20))):
+        last = {target: value for target, value in zip(targets, values)}
+        assert all(planes[plane, target] == value for target, value in last.items())
+    for _ in range(3):
+        assert_identical(kernels.max_unpool_forward(to_gpu(x), to_gpu(indices), (2, 3)), expected, "unpool")
+
+
+@pytest.mark.parametrize("layer", ["conv", "transposed"])
+def test_an_empty_batch_passes_through_conv_layers(layer, cupy):
+    module = (nn.Conv2d(3, 4, 3, padding=1) if layer == "conv" else nn.ConvTranspose2d(3, 4, 3, stride=2)).to("gpu")
+    y = module(cupy.zeros((0, 3, 6, 5), dtype=numpy.float32))
+    assert backend.is_gpu_array(y) and y.shape[:2] == (0, 4)
+    module.zero_grad()
+    dx = module.backward(cupy.zeros(y.shape, dtype=numpy.float32))
+    assert dx.shape == (0, 3, 6, 5) and float(abs(module.weight.grad).max()) == 0.0
 
 
 def test_im2col_kernel_fills_given_buffers_and_a_smaller_grid(cupy, rng):

@@ -9,7 +9,7 @@ So conv's input gradient is a transposed conv of dy, and a transposed conv's
 input gradient is a conv of dy, with the same weight and geometry.
 
 On the CPU the unfolding goes one sample at a time and, where a sample's
-columns would pass ``UNFOLD_BYTES`` (16 MiB), in bands of rows of the window
+columns would pass ``backend.unfold_budget`` (16 MiB), in bands of rows of the window
 grid (y's rows for a conv, x's for a transposed conv, whose col2im then adds
 overlapping rows): the band starting at row r is unfolded as row 0 under the
 padding p - r * stride (``band_padding``), which im2col and col2im take as
@@ -28,43 +28,49 @@ Wide 3x3 stride-1 convs on the CPU run by Winograd F(4x4, 3x3), or F(2x2, 3x3)
 for outputs under 16 pixels a side, instead (``minidl/functional/winograd.py``):
 the same result with 4x (2.25x) fewer multiplies.
 """
-from ..backend import cpu_budget, get_array_module, runs_winograd, samples_per_unfold
+from ..backend import get_array_module, runs_winograd, samples_per_unfold, unfold_budget
 from .im2col import band_padding, col2im, im2col, row_bands
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import accumulate_product, workspace
-
-UNFOLD_BYTES = 16 << 20
-
 
 def _weight_matrix(weight):
     """(A, B, kh, kw) -> (A, B*kh*kw): the GEMM view of a conv weight."""
     return weight.reshape(weight.shape[0], -1)
 
 
-def sample_chunks(x):
-    """Slices of the batch unfolded together: one sample on the CPU keeps the columns small and in cache."""
-    step = samples_per_unfold(x)
+def sample_chunks(x, sample_bytes):
+    """Slices of the batch unfolded together (``backend.samples_per_unfold``), a sample's columns being
+    ``sample_bytes``: one sample on the CPU keeps them in cache; on a GPU as many as the budget allows."""
+    step = samples_per_unfold(x, sample_bytes)
     return [slice(start, min(start + step, x.shape[0])) for start in range(0, x.shape[0], step)]
 
 
 def pieces(x, channels, kernel, grid):
     """The pieces a batch is unfolded in: (sample slice, first row, stop row).
 
-    Each of ``sample_chunks(x)`` is cut into bands of the rows of ``grid``, the grid of windows being
-    unfolded (channels*kh*kw values a window), each band's columns within UNFOLD_BYTES on the CPU; on
-    a GPU every chunk is one band of all rows.
+    Each of ``sample_chunks`` is cut into bands of the rows of ``grid``, the grid of windows being unfolded
+    (channels*kh*kw values a window), each band's columns within ``backend.unfold_budget`` (one row at
+    least). A batch that fits the budget is one piece of all rows.
     """
-    budget = cpu_budget(x, UNFOLD_BYTES)
+    budget = unfold_budget(x)
     row_bytes = max(1, channels * kernel[0] * kernel[1] * grid[1] * x.itemsize)
     bands = []
-    for chunk in sample_chunks(x):
-        max_rows = grid[0] if budget is None else budget // (row_bytes * (chunk.stop - chunk.start))
+    for chunk in sample_chunks(x, row_bytes * grid[0]):
+        max_rows = budget // (row_bytes * (chunk.stop - chunk.start))
         bands += [(chunk, top, stop) for top, stop in row_bands(grid[0], max_rows)]
     return bands
 
 
+def is_pointwise(kernel, stride, padding):
+    """Whether a conv is 1x1 with stride 1 and no padding: its im2col columns are x itself."""
+    return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
 def unfolded(x, kernel, stride, padding, dilation, grid):
-    """x (n, C, H, W) -> cols (n, C*kh*kw, Ho*Wo): im2col as GEMM operands (a workspace view)."""
+    """x (n, C, H, W) -> cols (n, C*kh*kw, Ho*Wo): im2col as GEMM operands (a workspace view, or x itself
+    for a pointwise conv)."""
+    if is_pointwise(kernel, stride, padding) and tuple(grid) == tuple(x.shape[2:]):
+        return x.reshape(x.shape[0], x.shape[1], grid[0] * grid[1])
     return im2col(x, kernel, stride, padding, dilation, grid=grid).reshape(x.shape[0], -1, grid[0] * grid[1])
 
 
@@ -86,13 +92,16 @@ def correlate(x, weight, stride, padding, dilation, grid):
 def scatter(x, weight, stride, padding, dilation, output_hw):
     """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> (N, Cout, *output_hw).
 
-    cols[n] = W^T (Cout*kh*kw, Cin) @ x[n] (Cin, H*W), then y[n] = col2im(cols[n]).
+    cols[n] = W^T (Cout*kh*kw, Cin) @ x[n] (Cin, H*W), then y[n] = col2im(cols[n]); a pointwise
+    transposed conv's col2im is the identity, so its y[n] is the product itself.
     """
     xp = get_array_module(x)
     n, in_channels, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
-    y = xp.zeros((n, out_channels) + tuple(output_hw), dtype=x.dtype)
     flat_x = x.reshape(n, in_channels, h * w)
+    if is_pointwise((kh, kw), stride, padding) and tuple(output_hw) == (h, w):
+        return xp.matmul(_weight_matrix(weight).T, flat_x).reshape(n, out_channels, h, w)
+    y = xp.zeros((n, out_channels) + tuple(output_hw), dtype=x.dtype)
     for chunk, top, stop in pieces(x, out_channels, (kh, kw), (h, w)):
         size = chunk.stop - chunk.start
         cols = workspace.take("conv.scatter", (size, out_channels * kh * kw, (stop - top) * w), x.dtype, x)
@@ -105,12 +114,18 @@ def scatter(x, weight, stride, padding, dilation, output_hw):
 def add_weight_gradient(dweight, left, cols, first):
     """dweight (A, B*kh*kw) += sum_n left[n] (A, P) @ cols[n]^T (P, B*kh*kw): a piece's share of dW (= if ``first``).
 
-    One GEMM a sample (``accumulate_product``): a batched product and its sum over samples would make
-    two fresh dW-sized arrays a piece (for a 512 -> 512 layer on 7x7 pixels, 4x the GEMM's own time).
+    A one-sample piece (the CPU) is one GEMM into dW (``accumulate_product``). A piece of several samples
+    (a GPU) is one batched GEMM and a sum over its samples: two launches instead of two a sample.
     """
-    for sample in range(left.shape[0]):
-        accumulate_product(dweight, left[sample].reshape(left.shape[1], -1), cols[sample].T,
-                           first and sample == 0, "conv.dweight")
+    if left.shape[0] == 1:
+        accumulate_product(dweight, left[0].reshape(left.shape[1], -1), cols[0].T, first, "conv.dweight")
+        return
+    xp = get_array_module(dweight)
+    products = xp.matmul(left.reshape(left.shape[0], left.shape[1], -1), cols.transpose(0, 2, 1))
+    if first:
+        products.sum(axis=0, out=dweight)
+    else:
+        dweight += products.sum(axis=0)
 
 
 def transposed_twin(weight):
@@ -129,8 +144,10 @@ def has_twin(weight, stride, padding, dilation):
 
 
 def twin_is_cheaper(weight, stride, padding, dilation):
-    """Whether a conv should run as its transposed twin: it has one and C_out < C_in."""
-    return has_twin(weight, stride, padding, dilation) and weight.shape[0] < weight.shape[1]
+    """Whether a conv should run as its transposed twin: it has one, C_out < C_in, and it is not pointwise
+    (a 1x1 conv unfolds nothing either way)."""
+    return (has_twin(weight, stride, padding, dilation) and weight.shape[0] < weight.shape[1]
+            and not is_pointwise(weight.shape[2:], stride, padding))
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, grid, keep=True):

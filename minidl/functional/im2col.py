@@ -113,10 +113,9 @@ def col2im(cols, input_shape, stride, padding, dilation, out=None, overwrite=Fal
                          f"{cols.shape[2:4]}, stride {tuple(stride)}, dilation {tuple(dilation)}")
     kernels = device_kernels(cols)
     if kernels and not overwrite:
-        x = kernels.col2im(cols, input_shape, stride, padding, dilation)
-        if out is None:
-            return x
-        out += x
+        if out is None or out.flags.c_contiguous:
+            return kernels.col2im(cols, input_shape, stride, padding, dilation, out=out)
+        out += kernels.col2im(cols, input_shape, stride, padding, dilation)
         return out
     n, c, kh, kw, ho, wo = cols.shape
     x = numpy.zeros(tuple(input_shape), dtype=cols.dtype) if out is None else out

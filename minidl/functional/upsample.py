@@ -24,7 +24,7 @@ import functools
 
 import numpy
 
-from ..backend import get_array_module
+from ..backend import cupy_or_none, get_array_module, is_gpu_array
 
 BAND_BLOCK_ROWS = 16
 
@@ -105,12 +105,23 @@ def _host_operator(in_size, out_size, mode, align_corners, scale_factor, dtype_n
     return matrix, tuple(blocks)
 
 
+@functools.lru_cache(maxsize=64)
+def _device_operator(in_size, out_size, mode, align_corners, scale_factor, dtype_name, transposed, device_id):
+    """The matrix (or its transpose) copied once to GPU ``device_id`` (the current one), as one dense block.
+
+    On a GPU a launch costs more than the band's zeros: each product is then one dense GEMM (two a resize).
+    """
+    matrix, _ = _host_operator(in_size, out_size, mode, align_corners, scale_factor, dtype_name, transposed)
+    return cupy_or_none().asarray(matrix), ((0, matrix.shape[0], 0, matrix.shape[1]),)
+
+
 def interpolation_operator(in_size, out_size, mode, align_corners, scale_factor, like, transposed=False):
     """(A, blocks): the (out_size, in_size) matrix with y = A @ x along one axis (A^T if ``transposed``),
-    in ``like``'s dtype and on its device, and its band blocks (see ``_host_operator``)."""
-    matrix, blocks = _host_operator(in_size, out_size, mode, bool(align_corners), scale_factor,
-                                    numpy.dtype(like.dtype).name, transposed)
-    return get_array_module(like).asarray(matrix), blocks
+    in ``like``'s dtype and on its device, and its band blocks (see ``_host_operator``; one block on a GPU)."""
+    key = (in_size, out_size, mode, bool(align_corners), scale_factor, numpy.dtype(like.dtype).name, transposed)
+    if is_gpu_array(like):
+        return _device_operator(*key, cupy_or_none().cuda.runtime.getDevice())
+    return _host_operator(*key)
 
 
 def _rows_product(operator, x):

@@ -1,7 +1,7 @@
 """Adam with bias correction, optional L2 weight decay and AMSGrad (PyTorch's rule, eps added after the sqrt)."""
 import math
 
-from ..backend import get_array_module
+from ..backend import device_kernels, get_array_module
 from .optimizer import Optimizer, zeros_like
 
 
@@ -9,8 +9,14 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, w
                 max_exp_avg_sq=None):
     """Adam step number ``step`` (1 on the first call), updating every array argument but ``grad`` in place.
 
-    ``max_exp_avg_sq`` (AMSGrad's running maximum of ``exp_avg_sq``) is used when given.
+    ``max_exp_avg_sq`` (AMSGrad's running maximum of ``exp_avg_sq``) is used when given. Device arrays
+    take the same arithmetic fused into one CUDA kernel (``minidl.kernels.adam_update``).
     """
+    kernels = device_kernels(param)
+    if kernels:
+        kernels.adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr / (1 - beta1 ** step), beta1,
+                            beta2, eps, weight_decay, math.sqrt(1 - beta2 ** step))
+        return
     if weight_decay != 0:
         # g = g + weight_decay * p
         grad = grad + weight_decay * param

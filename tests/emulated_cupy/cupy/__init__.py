@@ -32,6 +32,8 @@ static minidl_uint3 blockIdx, threadIdx, blockDim, gridDim;
 #define __device__
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 using std::isnan;
+using std::sqrt;
+static inline int atomicMax(int* address, int value) { int old = *address; if (value > old) *address = value; return old; }
 """
 KERNEL_RE = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)', re.S)
 
@@ -245,7 +247,7 @@ class _Device:
 
 
 cuda = types.SimpleNamespace(
-    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1,
+    runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
                                   getDeviceProperties=lambda i: {"name": b"FAKE cupy (CPU emulation)"}),
     Event=_Event, get_elapsed_time=_elapsed, Device=_Device,
     get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
