@@ -126,9 +126,57 @@ def to_device(x, device):
     """Return ``x`` as a host (``"cpu"``) or device (``"gpu"``) array; no copy if it is already there."""
     device = check_device_name(device)
     if device == "cpu":
+        if is_gpu_array(x) and _pending_checks:
+            read_back([])  # a host read: the deferred checks are read with it
         return x.get() if is_gpu_array(x) else numpy.asarray(x)
     cupy = require_gpu("to_device")
     return cupy.asarray(x)
+
+
+MAX_PENDING_CHECKS = 64
+_pending_checks = []
+
+
+def defer_check(statistics, verdict):
+    """Check device values at the next host read instead of now, so the check costs no synchronisation.
+
+    ``statistics`` is a 1-D array (on either device) of the numbers the check needs, ``verdict`` a function
+    of those numbers (as Python floats) returning an error message, or None when they pass. The check runs
+    at the next ``read_back`` (a loss's value, say) or ``to_numpy``, in the order checks were deferred, and
+    raises ValueError with the first message.
+    """
+    _pending_checks.append((statistics, verdict))
+    if len(_pending_checks) >= MAX_PENDING_CHECKS:
+        read_back([])
+
+
+def check_values(statistics, verdict):
+    """Run a check of array values (as ``defer_check``): now for host statistics, where reading them costs
+    nothing; at the next host read for device statistics."""
+    if is_gpu_array(statistics):
+        defer_check(statistics, verdict)
+    else:
+        read_back([], [(statistics, verdict)])
+
+
+def read_back(values, checks=()):
+    """Python floats of the 0-d arrays ``values``, read from the device in one transfer together with the
+    statistics of ``checks`` ((statistics, verdict) pairs as for ``defer_check``) and of every deferred
+    check; then each check's verdict runs, and the first failure is raised as ValueError."""
+    checks = list(_pending_checks) + list(checks)
+    _pending_checks.clear()
+    parts = [value.reshape(1) for value in values] + [statistics for statistics, _ in checks]
+    if not parts:
+        return []
+    xp = get_array_module(parts[0]) if any(is_gpu_array(part) for part in parts) else numpy
+    host = to_numpy(xp.concatenate([xp.asarray(part).astype(numpy.float64) for part in parts]))
+    offset = len(values)
+    for statistics, verdict in checks:
+        message = verdict(*(float(number) for number in host[offset:offset + statistics.size]))
+        offset += statistics.size
+        if message:
+            raise ValueError(message)
+    return [float(number) for number in host[:len(values)]]
 
 
 def to_numpy(x):

@@ -348,6 +348,19 @@ def test_checkpoint_moves_between_devices(tmp_path, rng):
     assert_module_state_matches(resumed_model, cpu_model, "CPU checkpoint resumed on the GPU")
 
 
+def test_augmentation_on_the_gpu_matches_the_host(rng):
+    from minidl.data import apply_augmentation, draw_augmentation
+    images = rng.random((3, 1, 40, 36)).astype(numpy.float32)
+    masks = (rng.random((3, 1, 40, 36)) > 0.5).astype(numpy.float32)
+    params = draw_augmentation(numpy.random.default_rng(5), 3)
+    host_images, host_masks = apply_augmentation(images, masks, params)
+    gpu_images, gpu_masks = apply_augmentation(to_gpu(images), to_gpu(masks), params)
+    assert_matches(gpu_images, host_images, "augmented images")
+    # nearest-neighbour masks: a source coordinate within rounding of a half pixel may round either way
+    assert backend.is_gpu_array(gpu_masks) and gpu_masks.dtype == host_masks.dtype
+    assert numpy.mean(backend.to_numpy(gpu_masks) != host_masks) < 1e-3
+
+
 def test_metrics_and_summary_on_the_gpu(rng, capsys):
     probabilities = rng.uniform(size=(3, 1, 6, 5))
     target = (rng.uniform(size=(3, 1, 6, 5)) > 0.5).astype(numpy.float32)

@@ -7,7 +7,7 @@ functional backward once and returns d value / d logits.
 """
 import numpy
 
-from ..backend import check_same_device, get_array_module
+from ..backend import check_same_device, check_values, get_array_module, read_back
 from ..functional.checks import check_float_array, shape_text
 from ..grad_mode import is_grad_enabled
 
@@ -30,10 +30,19 @@ class Loss:
     def backward_function(self, cache, upstream):
         raise NotImplementedError(f"{type(self).__name__} does not define backward_function")
 
-    def __call__(self, logits, target):
+    def evaluate(self, logits, target):
+        """Run the forward and keep its cache; returns the value as an array on the logits' device. Checks of
+        device values are deferred (``backend.check_values``) and read back with the value."""
         value, cache = self.forward_function(logits, target)
         self.cache = cache if is_grad_enabled() else None
-        return value if self.reduction == "none" else float(value)
+        return value
+
+    def __call__(self, logits, target):
+        value = self.evaluate(logits, target)
+        if self.reduction == "none":
+            read_back([])  # the deferred checks, now
+            return value
+        return read_back([value])[0]  # one device->host transfer for the value and the checks
 
     def backward(self, upstream=None):
         """d value / d logits, shaped and typed like the logits; ``upstream`` as in ``upstream_gradient``."""
@@ -78,14 +87,18 @@ def check_logits_and_target(loss, logits, target):
 
 
 def check_unit_interval(loss, array, name="target"):
-    """ValueError unless every entry lies in [0, 1], naming the range found."""
+    """ValueError unless every entry lies in [0, 1], naming the range found; deferred to the loss value's
+    read-back for a device array (``backend.check_values``)."""
     if array.size == 0:
         return
     xp = get_array_module(array)
-    low, high = float(xp.min(array)), float(xp.max(array))
-    if not (0 <= low and high <= 1):
-        raise ValueError(f"{loss}: {name} values must lie in [0, 1], found values in [{low:g}, {high:g}] "
-                         f"({name} of shape {shape_text(array)})")
+
+    def verdict(low, high):
+        if 0 <= low and high <= 1:
+            return None
+        return (f"{loss}: {name} values must lie in [0, 1], found values in [{low:g}, {high:g}] "
+                f"({name} of shape {shape_text(array)})")
+    check_values(xp.stack([xp.min(array), xp.max(array)]), verdict)
 
 
 def real_weights(loss, name, value):

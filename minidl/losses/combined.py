@@ -1,4 +1,5 @@
 """``BCEDiceLoss``: weighted BCE-with-logits plus soft Dice, the usual binary segmentation objective."""
+from ..backend import read_back
 from .bce import BCEWithLogitsLoss
 from .dice import DiceLoss
 
@@ -18,8 +19,10 @@ class BCEDiceLoss:
         self.terms = {}
 
     def __call__(self, logits, target):
-        self.terms = {"bce": self.bce(logits, target), "dice": self.dice(logits, target)}
-        return self.bce_weight * self.terms["bce"] + self.dice_weight * self.terms["dice"]
+        values = [self.bce.evaluate(logits, target), self.dice.evaluate(logits, target)]
+        bce, dice = read_back(values)  # one device->host transfer for both values and the deferred checks
+        self.terms = {"bce": bce, "dice": dice}
+        return self.bce_weight * bce + self.dice_weight * dice
 
     def backward(self, upstream=None):
         """d value / d logits = bce_weight * dBCE + dice_weight * dDice (times ``upstream``, a number)."""

@@ -5,7 +5,7 @@ For logits x (N, C, ...) and integer targets t (N, ...), per position:
     l = -w[t] log p_t            (w = 1 without class weights; 0 where t == ignore_index)
 "mean" divides the summed losses by the summed weights w[t] of the kept targets, as PyTorch.
 """
-from ..backend import check_same_device, device_of, get_array_module, to_device
+from ..backend import check_same_device, check_values, device_of, get_array_module, to_device
 from ..functional.checks import check_float_array, shape_text
 from .base import Loss, as_logits_dtype, real_weights, upstream_gradient
 
@@ -26,14 +26,17 @@ def cross_entropy_forward(logits, target, weight=None, reduction="mean", ignore_
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probabilities = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     kept = target != ignore_index
-    safe_target = xp.where(kept, target, 0)
+    # ignored positions (and, until the range check reads them back, targets outside [0, C)) pick class 0
+    safe_target = xp.where(kept & (target >= 0) & (target < logits.shape[1]), target, 0)
     picked = xp.take_along_axis(log_probabilities, safe_target[:, None], axis=1)[:, 0]
     position_weight = kept.astype(logits.dtype) if weight is None else weight[safe_target] * kept
     losses = -picked * position_weight
     total_weight = None
     if reduction == "mean":
-        total_weight = float(position_weight.sum())
-        value = losses.sum() / total_weight if total_weight > 0 else xp.asarray(float("nan"), logits.dtype)
+        # sum / total weight, or nan when no target is kept (computed on the device: no read-back here)
+        total_weight = position_weight.sum()
+        value = xp.where(total_weight > 0, losses.sum() / xp.where(total_weight > 0, total_weight, 1), xp.nan)
+        value = value.astype(logits.dtype)
     else:
         value = losses.sum() if reduction == "sum" else losses
     return value, (log_probabilities, safe_target, position_weight, total_weight, reduction)
@@ -45,7 +48,7 @@ def cross_entropy_backward(cache, upstream=None):
     xp = get_array_module(log_probabilities)
     upstream = upstream_gradient("CrossEntropyLoss", upstream, reduction, safe_target.shape, log_probabilities)
     if reduction == "mean":
-        upstream = upstream / total_weight if total_weight > 0 else 0.0
+        upstream = xp.where(total_weight > 0, upstream / xp.where(total_weight > 0, total_weight, 1), 0)
     coefficient = (position_weight * upstream)[:, None]
     classes = xp.arange(log_probabilities.shape[1]).reshape(_class_axis_shape(log_probabilities))
     # dl/dx_c = w[t] (softmax_c - [c == t])
@@ -89,13 +92,22 @@ class CrossEntropyLoss(Loss):
             raise ValueError(f"CrossEntropyLoss: weight of shape {shape_text(self.weight)} does not match "
                              f"{classes} classes of logits of shape {shape_text(logits)}")
         if target.size:
-            xp = get_array_module(target)
-            kept_targets = xp.where(target != self.ignore_index, target, 0)
-            low, high = int(kept_targets.min()), int(kept_targets.max())
+            check_values(*self._target_range(logits, target))  # on a GPU, read back with the value
+
+    def _target_range(self, logits, target):
+        """The range check of the kept targets, each in [0, C): (statistics, verdict) for ``check_values``
+        (on a GPU the forward reads class 0 for a target outside it until the check is read back)."""
+        classes, ignore_index = logits.shape[1], self.ignore_index
+        xp = get_array_module(target)
+        kept_targets = xp.where(target != ignore_index, target, 0)
+        statistics = xp.stack([kept_targets.min(), kept_targets.max()])
+
+        def verdict(low, high):
             if low < 0 or high >= classes:
-                raise ValueError(f"CrossEntropyLoss: target value {low if low < 0 else high} is outside "
-                                 f"[0, {classes}) for logits of shape {shape_text(logits)} "
-                                 f"(ignore_index={self.ignore_index})")
+                return (f"CrossEntropyLoss: target value {int(low if low < 0 else high)} is outside [0, {classes}) "
+                        f"for logits of shape {shape_text(logits)} (ignore_index={ignore_index})")
+            return None
+        return statistics, verdict
 
     def forward_function(self, logits, target):
         self._check(logits, target)

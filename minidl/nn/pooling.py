@@ -1,7 +1,7 @@
 """``MaxPool2d`` and ``MaxUnpool2d``: thin shells over ``minidl.functional.pooling``."""
 import numbers
 
-from ..backend import check_same_device
+from ..backend import check_same_device, check_values, get_array_module
 from ..functional import checks
 from ..functional.pooling import (max_pool2d_backward, max_pool2d_forward, max_unpool2d_backward,
                                   max_unpool2d_forward, pooled_grid)
@@ -117,12 +117,16 @@ class MaxUnpool2d(Module):
             raise ValueError(f"MaxUnpool2d: indices of shape {checks.shape_text(indices)} do not match input of "
                              f"shape {checks.shape_text(x)}")
         if indices.size:
-            low, high = int(indices.min()), int(indices.max())
-            if low < 0 or high >= size[0] * size[1]:
-                bad = low if low < 0 else high
-                raise ValueError(f"MaxUnpool2d: index {bad} does not fit the output planes of size "
-                                 f"{size[0]}x{size[1]} (valid indices 0..{size[0] * size[1] - 1}); pass the "
-                                 f"pooled input's size as output_size")
+            xp = get_array_module(indices)
+
+            def verdict(low, high):
+                if 0 <= low and high < size[0] * size[1]:
+                    return None
+                return (f"MaxUnpool2d: index {int(low if low < 0 else high)} does not fit the output planes of "
+                        f"size {size[0]}x{size[1]} (valid indices 0..{size[0] * size[1] - 1}); pass the pooled "
+                        f"input's size as output_size")
+            # on a GPU read back with the next host read (the loss value), where the kernel skipped such indices
+            check_values(xp.stack([indices.min(), indices.max()]), verdict)
 
     def forward(self, x, indices, output_size=None):
         checks.check_input_4d("MaxUnpool2d", x)

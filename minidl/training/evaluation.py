@@ -1,19 +1,22 @@
 """Validation: loss, Dice and IoU of a model on a set of images, and its lung probabilities."""
 import numpy
 
-from ..backend import to_device, to_numpy
+from ..backend import get_array_module, to_device, to_numpy
 from ..grad_mode import no_grad
 from .builders import loss_target, lung_probability
 
 
 def dice_and_iou(predicted, target):
-    """Per-image Dice 2|P&T|/(|P|+|T|) and IoU |P&T|/|P|T| of (N, H, W) bool masks; 1 where both are empty."""
+    """Per-image Dice 2|P&T|/(|P|+|T|) and IoU |P&T|/|P|T| of (N, H, W) bool masks; 1 where both are empty.
+
+    Float64 arrays (N,) on the masks' device."""
+    xp = get_array_module(predicted)
     predicted, target = predicted.reshape(len(predicted), -1), target.reshape(len(target), -1)
-    overlap = numpy.count_nonzero(predicted & target, axis=1).astype(numpy.float64)
-    total = (numpy.count_nonzero(predicted, axis=1) + numpy.count_nonzero(target, axis=1)).astype(numpy.float64)
+    overlap = (predicted & target).sum(axis=1, dtype=numpy.float64)
+    total = predicted.sum(axis=1, dtype=numpy.float64) + target.sum(axis=1, dtype=numpy.float64)
     union = total - overlap
-    dice = numpy.where(total > 0, 2.0 * overlap / numpy.maximum(total, 1.0), 1.0)
-    iou = numpy.where(union > 0, overlap / numpy.maximum(union, 1.0), 1.0)
+    dice = xp.where(total > 0, 2.0 * overlap / xp.maximum(total, 1.0), 1.0)
+    iou = xp.where(union > 0, overlap / xp.maximum(union, 1.0), 1.0)
     return dice, iou
 
 

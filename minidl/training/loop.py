@@ -18,7 +18,7 @@ import numpy
 from tqdm import tqdm
 
 from .. import manual_seed
-from ..backend import to_device, to_numpy
+from ..backend import read_back, to_device
 from ..serialization import atomic_output
 from ..data import apply_augmentation, draw_augmentation
 from .builders import build_loss, build_model, build_optimizer, check_device, loss_target, lung_probability
@@ -57,6 +57,13 @@ def interrupt_flag():
 def epoch_generator(seed, epoch):
     """The generator behind epoch ``epoch``'s data order and augmentation."""
     return numpy.random.default_rng([seed, epoch])
+
+
+def read_sum(arrays):
+    """The sum of 0-d arrays (host or device) as a Python float, read in one transfer; empties the list."""
+    total = sum(read_back(arrays))
+    arrays.clear()
+    return total
 
 
 class Trainer:
@@ -139,34 +146,38 @@ class Trainer:
         bar = tqdm(total=count, initial=int(totals["images"]), desc=f"epoch {epoch + 1}/{config.epochs}",
                    unit="img", disable=not self.progress, leave=False, dynamic_ncols=True)
         self.model.train()
+        dice_sums = []  # each step's summed Dice, left on the device until the epoch's end
         for step, (indices, augmentation) in enumerate(self._batches(generator)):
             if step < first_step:
                 continue
             if interrupt["requested"]:
                 bar.close()
+                totals["dice"] += read_sum(dice_sums)
                 totals["seconds"] = time.perf_counter() - started
                 self.save("last.npz", epoch, step, epoch_start, totals)
                 raise TrainingInterrupted(f"interrupted in epoch {epoch + 1} after step {step}: saved "
                                           f"{self.path('last.npz')}; continue with --resume {self.run_dir}")
-            images, masks = self.train_images[indices], self.train_masks[indices]
+            device = self.config.device  # augmented where it trains: a GPU is not kept waiting for the host
+            images = to_device(self.train_images[indices], device)
+            masks = to_device(self.train_masks[indices], device)
             if augmentation is not None:
                 images, masks = apply_augmentation(images, masks, augmentation)
             value, dice_sum = self._train_step(images, masks, epoch, step)
             totals["loss"] += value * len(indices)
-            totals["dice"] += dice_sum
+            dice_sums.append(dice_sum)
             totals["images"] += len(indices)
             bar.update(len(indices))
             bar.set_postfix(loss=f"{totals['loss'] / totals['images']:.4f}")
         bar.close()
+        totals["dice"] += read_sum(dice_sums)
         totals["seconds"] = time.perf_counter() - started
         self.partial = {}
         return totals
 
     def _train_step(self, images, masks, epoch, step):
-        """One optimizer step on a host batch; returns (loss value, summed per-image Dice of the batch)."""
-        device = self.config.device
-        x = to_device(images, device)
-        target = to_device(loss_target(masks, self.config.loss, images.dtype), device)
+        """One optimizer step on a batch on the training device; returns (loss value, summed per-image Dice of
+        the batch as a 0-d array on the device). The loss value is the step's one read from the device."""
+        x, target = images, loss_target(masks, self.config.loss, images.dtype)
         self.optimizer.zero_grad()
         logits = self.model(x)
         value = self.loss(logits, target)
@@ -177,9 +188,8 @@ class Trainer:
                                 f"stopped; {kept}")
         self.model.backward(self.loss.backward())
         self.optimizer.step()
-        predicted = to_numpy(lung_probability(logits)) >= 0.5
-        dice, _ = dice_and_iou(predicted, masks[:, 0] >= 0.5)
-        return value, float(dice.sum())
+        dice, _ = dice_and_iou(lung_probability(logits) >= 0.5, masks[:, 0] >= 0.5)
+        return value, dice.sum()
 
     def _end_epoch(self, epoch, totals):
         """Validate, record the history, save last.npz (and best.npz), write the csv and the plots."""
