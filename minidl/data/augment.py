@@ -26,7 +26,7 @@ def _source_coordinates(params, height, width, xp):
     """Where each output pixel samples the input: (N, H, W) float32 rows and columns (inverse similarity
     transform), on ``xp``'s device."""
     def column(name):
-        return xp.asarray(params[name], dtype=numpy.float32)[:, None, None]
+        return params[name][:, None, None]
     rows = xp.arange(height, dtype=numpy.float32)[None, :, None] - (height - 1) / 2.0
     cols = xp.arange(width, dtype=numpy.float32)[None, None, :] - (width - 1) / 2.0
     cosine = xp.cos(column("angle")) / column("scale")
@@ -46,6 +46,9 @@ def apply_augmentation(images, masks, params):
     """
     xp = get_array_module(images)
     count, _, height, width = images.shape
+    names = sorted(params)
+    table = xp.asarray(numpy.stack([params[name] for name in names]).astype(numpy.float32))  # one transfer
+    params = dict(zip(names, table))
     source_rows, source_cols = _source_coordinates(params, height, width, xp)
     source_rows = xp.clip(source_rows, 0.0, height - 1.0)
     source_cols = xp.clip(source_cols, 0.0, width - 1.0)
@@ -61,8 +64,7 @@ def apply_augmentation(images, masks, params):
               + weight_row * ((1 - weight_col) * pixels[corner + down]
                               + weight_col * pixels[corner + down + across]))
     mean = warped.mean(axis=(1, 2), keepdims=True)
-    contrast = xp.asarray(params["contrast"], dtype=numpy.float32)[:, None, None]
-    brightness = xp.asarray(params["brightness"], dtype=numpy.float32)[:, None, None]
+    contrast, brightness = params["contrast"][:, None, None], params["brightness"][:, None, None]
     warped = xp.clip((warped - mean) * contrast + mean + brightness, 0.0, 1.0)
     nearest_rows = xp.rint(source_rows).astype(numpy.intp)
     nearest_cols = xp.rint(source_cols).astype(numpy.intp)

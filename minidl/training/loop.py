@@ -157,9 +157,7 @@ class Trainer:
                 self.save("last.npz", epoch, step, epoch_start, totals)
                 raise TrainingInterrupted(f"interrupted in epoch {epoch + 1} after step {step}: saved "
                                           f"{self.path('last.npz')}; continue with --resume {self.run_dir}")
-            device = self.config.device  # augmented where it trains: a GPU is not kept waiting for the host
-            images = to_device(self.train_images[indices], device)
-            masks = to_device(self.train_masks[indices], device)
+            images, masks = self._batch_on_device(indices)
             if augmentation is not None:
                 images, masks = apply_augmentation(images, masks, augmentation)
             value, dice_sum = self._train_step(images, masks, epoch, step)
@@ -173,6 +171,14 @@ class Trainer:
         totals["seconds"] = time.perf_counter() - started
         self.partial = {}
         return totals
+
+    def _batch_on_device(self, indices):
+        """The training images and masks at ``indices``, moved to the training device in one transfer, where
+        they are augmented: a GPU is not kept waiting for the host."""
+        images, masks = self.train_images[indices], self.train_masks[indices]
+        batch = to_device(numpy.concatenate([images, masks.astype(images.dtype, copy=False)], axis=1),
+                          self.config.device)
+        return batch[:, :images.shape[1]], batch[:, images.shape[1]:].astype(masks.dtype, copy=False)
 
     def _train_step(self, images, masks, epoch, step):
         """One optimizer step on a batch on the training device; returns (loss value, summed per-image Dice of
