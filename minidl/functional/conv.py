@@ -115,17 +115,23 @@ def add_weight_gradient(dweight, left, cols, first):
     """dweight (A, B*kh*kw) += sum_n left[n] (A, P) @ cols[n]^T (P, B*kh*kw): a piece's share of dW (= if ``first``).
 
     A one-sample piece (the CPU) is one GEMM into dW (``accumulate_product``). A piece of several samples
-    (a GPU) is one batched GEMM and a sum over its samples: two launches instead of two a sample.
+    (a GPU) is one batched GEMM and a sum over its samples: two launches instead of two a sample. A batched
+    GEMM takes C-contiguous operands, so the one given transposed is copied: the smaller of the two, as
+    left[n] @ cols[n]^T or (cols[n] @ left[n]^T)^T.
     """
     if left.shape[0] == 1:
         accumulate_product(dweight, left[0].reshape(left.shape[1], -1), cols[0].T, first, "conv.dweight")
         return
     xp = get_array_module(dweight)
-    products = xp.matmul(left.reshape(left.shape[0], left.shape[1], -1), cols.transpose(0, 2, 1))
-    if first:
-        products.sum(axis=0, out=dweight)
+    left = left.reshape(left.shape[0], left.shape[1], -1)
+    if left.shape[1] <= cols.shape[1]:
+        total = xp.matmul(cols, left.transpose(0, 2, 1)).sum(axis=0).T
     else:
-        dweight += products.sum(axis=0)
+        total = xp.matmul(left, cols.transpose(0, 2, 1)).sum(axis=0)
+    if first:
+        dweight[...] = total
+    else:
+        dweight += total
 
 
 def transposed_twin(weight):
