@@ -146,7 +146,7 @@ def test_events_time_only_synchronized_work():
         cupy.cuda.get_elapsed_time(start, end)
     start.record()
     end.record()
-    assert not end.query()
+    assert not end.done
     with pytest.raises(cupy.cuda.runtime.CUDARuntimeError, match="cudaErrorNotReady"):
         cupy.cuda.get_elapsed_time(start, end)
     end.synchronize()
@@ -160,6 +160,6 @@ def test_events_time_only_synchronized_work():
 def test_device_stream_and_host_reads_complete_recorded_events(synchronize):
     event = cupy.cuda.Event()
     event.record()
-    assert not event.query()
+    assert not event.done
     synchronize()
-    assert event.query()
+    assert event.done

@@ -19,10 +19,12 @@ It accepts what CuPy 14 accepts and refuses what CuPy refuses:
   ``device[basic index] = host_array`` raises ValueError unless it is 0-d.
 * NumPy functions called on device arrays dispatch (NEP 18, as CuPy's
   ``__array_function__``) to the function of the same name here, and fail
-  with TypeError where there is none. Only ``UFUNC_NAMES`` and
-  ``FUNCTION_NAMES`` exist here: each is a function CuPy provides, and the
-  lists hold what minidl, its tests and scripts use. Add a name only after
-  checking that CuPy has it (https://docs.cupy.dev/en/stable/reference/).
+  with TypeError where there is none. Besides array creation and transfer
+  (``array``, ``asarray``, ``ascontiguousarray``, ``asnumpy``), only the
+  functions named in ``UFUNC_NAMES`` and ``FUNCTION_NAMES`` exist here: each is
+  one CuPy provides, and the lists hold what minidl, its tests and scripts use.
+  Add a name only after checking that CuPy has it
+  (https://docs.cupy.dev/en/stable/reference/).
 * ``RawModule`` kernels: arguments are converted as CuPy converts them (a
   Python int becomes long long, a float double, a NumPy scalar keeps its type,
   a one-element host array goes by value, a larger one is a TypeError), then
@@ -30,11 +32,12 @@ It accepts what CuPy 14 accepts and refuses what CuPy refuses:
   a mismatch silently: a pointer takes a C-contiguous device array of the
   pointee's type (or None), a value exactly the parameter's type. Launches past
   CUDA's limits (over 1024 threads a block, grid y or z over 65535) fail.
-* Events record, query and synchronize, and ``cuda.get_elapsed_time`` gives
-  milliseconds. Queued work counts as done only once synchronized (an event's
-  or stream's ``synchronize``, ``Device().synchronize()`` or a host read), so
-  timing an event that was never synchronized raises cudaErrorNotReady and one
-  never recorded cudaErrorInvalidResourceHandle, as CUDA does.
+* Events record, synchronize and say whether they are ``done``;
+  ``cuda.get_elapsed_time`` gives the milliseconds between two. Queued work
+  counts as done only once synchronized (an event's or a stream's
+  ``synchronize``, ``Device().synchronize()`` or a host read), so timing an
+  event that was never synchronized raises cudaErrorNotReady and one never
+  recorded cudaErrorInvalidResourceHandle, as CUDA does.
 
 Kernels are compiled with g++ through a small shim (blockIdx/threadIdx as
 globals, atomics as plain read-modify-writes) and every thread of the grid
@@ -63,15 +66,13 @@ int8, int16, int32, int64 = numpy.int8, numpy.int16, numpy.int32, numpy.int64
 uint8, uint32, uint64, bool_ = numpy.uint8, numpy.uint32, numpy.uint64, numpy.bool_
 dtype, newaxis, inf, nan, pi = numpy.dtype, None, numpy.inf, numpy.nan, numpy.pi
 
-UFUNC_NAMES = ("add", "subtract", "multiply", "true_divide", "divide", "floor_divide", "remainder", "power",
-               "negative", "positive", "absolute", "invert", "left_shift", "right_shift", "bitwise_and",
-               "bitwise_or", "bitwise_xor", "greater", "greater_equal", "less", "less_equal", "equal",
-               "not_equal", "logical_and", "logical_or", "logical_not", "maximum", "minimum", "exp", "log",
-               "log1p", "sqrt", "tanh", "isnan", "isinf", "isfinite", "sign", "square")
-FUNCTION_NAMES = ("empty", "zeros", "ones", "full", "arange", "empty_like", "zeros_like", "ones_like",
-                  "full_like", "where", "sum", "mean", "max", "min", "argmax", "take", "take_along_axis",
-                  "broadcast_to", "concatenate", "stack", "all", "any", "count_nonzero", "einsum", "dot", "matmul",
-                  "clip")
+OPERATOR_UFUNC_NAMES = ("add", "subtract", "multiply", "true_divide", "divide", "floor_divide", "remainder",
+                       "power", "negative", "positive", "absolute", "invert", "left_shift", "right_shift",
+                       "bitwise_and", "bitwise_or", "bitwise_xor", "greater", "greater_equal", "less", "less_equal",
+                       "equal", "not_equal")  # behind ndarray's operators, as in CuPy
+UFUNC_NAMES = OPERATOR_UFUNC_NAMES + ("maximum", "exp", "log", "log1p", "sqrt", "tanh", "isnan")
+FUNCTION_NAMES = ("empty", "zeros", "ones", "full", "arange", "empty_like", "zeros_like", "where", "sum", "mean",
+                  "max", "min", "argmax", "take", "take_along_axis", "broadcast_to", "matmul")
 COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
 PYTHON_SCALARS = (int, float, bool, complex)
 
@@ -122,8 +123,9 @@ def _index_operand(value):
 
 def _is_basic_index(key):
     parts = key if isinstance(key, tuple) else (key,)
-    return builtins.all(part is None or part is Ellipsis or isinstance(part, (slice, int, numpy.integer))
-               and not isinstance(part, (bool, numpy.bool_)) for part in parts)
+    return builtins.all(part is None or part is Ellipsis
+                        or isinstance(part, (slice, int, numpy.integer)) and not isinstance(part, (bool, numpy.bool_))
+                        for part in parts)
 
 
 def _device(result):
@@ -345,7 +347,7 @@ class ndarray:
 
     def __array_function__(self, func, types_, args, kwargs):
         """``numpy.sum(device_array)`` and friends: CuPy's function of that name, or TypeError where none."""
-        if func.__module__ != "numpy" or func.__name__ not in FUNCTION_NAMES + UFUNC_NAMES:
+        if func.__module__ != "numpy" or func.__name__ not in FUNCTION_NAMES:
             return NotImplemented
         if not builtins.all(issubclass(t, (ndarray, numpy.ndarray)) for t in types_):
             return NotImplemented
@@ -399,15 +401,17 @@ def _function(name):
     return function
 
 
+# cupy.max, cupy.all and co. shadow the builtins from here on: this module calls builtins.max and co.
 globals().update({name: ufunc(name) for name in UFUNC_NAMES})
 globals().update({name: _function(name) for name in FUNCTION_NAMES})
 del _name, _ufunc_name
-abs = absolute  # noqa: A001  (cupy.abs is cupy.absolute, as in NumPy; the module uses builtins.max and co.)
+abs = absolute  # noqa: A001  (cupy.abs is cupy.absolute, as in NumPy)
 
 
 def array(obj, dtype=None, copy=True, order="K", ndmin=0):
-    """A new device array from host data, a device array or a (nested) list of either."""
-    return ndarray._of(numpy.array(_nested(obj), dtype=dtype, copy=True, order=order, ndmin=ndmin))
+    """A device array from host data (always copied), a device array or a (nested) list of either."""
+    copy = True if copy or not isinstance(obj, ndarray) else None
+    return ndarray._of(numpy.array(_nested(obj), dtype=dtype, copy=copy, order=order, ndmin=ndmin))
 
 
 def _nested(obj):
@@ -510,11 +514,10 @@ class Event:
         self._mark = _TIMELINE.mark()
         self._time = time.perf_counter()
 
-    def query(self):
+    @property
+    def done(self):
         """Whether the work before the event is done (True for an event never recorded, as in CUDA)."""
         return self._mark is None or self._mark <= _TIMELINE.completed
-
-    done = property(query)
 
     def synchronize(self):
         if self._mark is not None:
@@ -526,7 +529,7 @@ def get_elapsed_time(start_event, end_event):
     for event in (start_event, end_event):
         if event._mark is None or event.disable_timing:
             raise CUDARuntimeError("cudaErrorInvalidResourceHandle: invalid resource handle")
-    if not (start_event.query() and end_event.query()):
+    if not (start_event.done and end_event.done):
         raise CUDARuntimeError("cudaErrorNotReady: device not ready")
     return (end_event._time - start_event._time) * 1000.0
 
@@ -542,6 +545,7 @@ static minidl_dim3 blockIdx, threadIdx, blockDim, gridDim;
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 #define __restrict__ __restrict
 using std::isnan; using std::isinf; using std::min; using std::max;
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
@@ -554,7 +558,8 @@ template <typename V> static inline V minidl_atomic_max(V* a, V v) { V old = *a;
 template <typename V> static inline V minidl_atomic_min(V* a, V v) { V old = *a; if (v < old) *a = v; return old; }
 static inline int atomicAdd(int* a, int v) { return minidl_atomic_add(a, v); }
 static inline unsigned int atomicAdd(unsigned int* a, unsigned int v) { return minidl_atomic_add(a, v); }
-static inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v) { return minidl_atomic_add(a, v); }
+static inline unsigned long long atomicAdd(unsigned long long* a, unsigned long long v)
+{ return minidl_atomic_add(a, v); }
 static inline float atomicAdd(float* a, float v) { return minidl_atomic_add(a, v); }
 static inline double atomicAdd(double* a, double v) { return minidl_atomic_add(a, v); }
 static inline int atomicMax(int* a, int v) { return minidl_atomic_max(a, v); }
@@ -567,7 +572,7 @@ static inline int atomicExch(int* a, int v) { int old = *a; *a = v; return old; 
 static inline float atomicExch(float* a, float v) { float old = *a; *a = v; return old; }
 static inline int atomicCAS(int* a, int compare, int v) { int old = *a; if (old == compare) *a = v; return old; }
 """
-KERNEL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+KERNEL_RE = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)')
 TYPEDEF_RE = re.compile(r"\btypedef\s+([\w\s]+?)\s+(\w+)\s*;")
 QUALIFIERS = ("const", "volatile", "__restrict__", "__restrict", "restrict", "signed")
 C_TYPES = {"float": numpy.float32, "double": numpy.float64, "bool": numpy.bool_, "char": numpy.int8,
@@ -656,7 +661,8 @@ class _RawFunction:
         self.function(*grid, *block, *values)
 
     def _check_launch_bounds(self, grid, block):
-        too_large = (numpy.prod(block) > MAX_THREADS_PER_BLOCK or builtins.any(b > m for b, m in zip(block, MAX_BLOCK))
+        too_large = (numpy.prod(block) > MAX_THREADS_PER_BLOCK
+                     or builtins.any(b > m for b, m in zip(block, MAX_BLOCK))
                      or builtins.any(g > m for g, m in zip(grid, MAX_GRID)))
         if too_large:
             raise CUDADriverError(f"CUDA_ERROR_INVALID_VALUE: invalid argument (launching {self.name} with grid "
@@ -690,11 +696,14 @@ class RawModule:
                  enable_cooperative_groups=False, name_expressions=None, jitify=False):
         if code is None:
             raise NotImplementedError("emulated RawModule: only code= is emulated")
+        if "__shared__" in code or "__syncthreads" in code:
+            raise NotImplementedError("emulated RawModule: shared memory and __syncthreads need threads that run "
+                                      "together; the emulation runs them one after another")
         typedefs = _typedefs(code)
-        self.parameters = {name: [_Parameter(p, typedefs) for p in params.split(",")]
-                           for name, params in KERNEL_RE.findall(code)}
-        self.library = ctypes.CDLL(_compiled(SHIM + code + "\n" + "".join(
-            _grid_wrapper(name, params) for name, params in KERNEL_RE.findall(code))))
+        kernels = KERNEL_RE.findall(code)
+        self.parameters = {name: [_Parameter(p, typedefs) for p in params.split(",")] for name, params in kernels}
+        wrappers = [_grid_wrapper(name, params, self.parameters[name]) for name, params in kernels]
+        self.library = ctypes.CDLL(_compiled(SHIM + code + "\n" + "".join(wrappers)))
 
     def get_function(self, name):
         if name not in self.parameters:
@@ -702,9 +711,9 @@ class RawModule:
         return _RawFunction(self.library, name, self.parameters[name])
 
 
-def _grid_wrapper(name, params):
+def _grid_wrapper(name, params, parameters):
     """A C function that runs kernel ``name`` for every block and thread of a 3-D grid, one after another."""
-    names = ", ".join(re.findall(r"\w+", p)[-1] for p in params.split(","))
+    names = ", ".join(parameter.name for parameter in parameters)
     return (f'extern "C" void {name}_grid(unsigned int minidl_gx, unsigned int minidl_gy, unsigned int minidl_gz,\n'
             f"    unsigned int minidl_bx, unsigned int minidl_by, unsigned int minidl_bz, {params}) {{\n"
             f"  gridDim = {{minidl_gx, minidl_gy, minidl_gz}}; blockDim = {{minidl_bx, minidl_by, minidl_bz}};\n"
