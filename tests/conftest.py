@@ -33,7 +33,7 @@ def _seed_minidl():
     minidl.manual_seed(0)
 
 
-
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Tell ``helpers.gpu_or_skip`` whether the test about to run is marked ``gpu`` (``-m gpu`` selects by it)."""
+    """Tell ``helpers.gpu_or_skip`` whether the test about to run (fixtures included) is marked ``gpu``."""
     helpers.RUNNING_TEST["marked_gpu"] = item.get_closest_marker("gpu") is not None

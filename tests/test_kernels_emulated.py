@@ -42,8 +42,8 @@ def run_emulated(arguments, cwd, build_dir):
                           timeout=600)
 
 
-def pytest_summary(finished):
-    """The last line pytest printed, with the output's tail on failure."""
+def passing_summary(finished):
+    """The last line of a pytest run that must have passed (its output's tail if it did not)."""
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-2000:]
     return finished.stdout.strip().splitlines()[-1]
 
@@ -51,7 +51,7 @@ def pytest_summary(finished):
 def test_every_gpu_test_passes_with_the_kernels_run_on_the_cpu(tmp_path, build_dir):
     finished = run_emulated(["-m", "pytest", str(TESTS), "-m", "gpu", "-q", "-p", "no:cacheprovider", "-x"],
                             tmp_path, build_dir)
-    summary = pytest_summary(finished)
+    summary = passing_summary(finished)
     passed = int(summary.split(" passed")[0].split()[-1])
     assert passed >= 100 and "skipped" not in summary and "failed" not in summary, summary
 
@@ -59,7 +59,7 @@ def test_every_gpu_test_passes_with_the_kernels_run_on_the_cpu(tmp_path, build_d
 def test_the_emulation_refuses_what_cupy_refuses(tmp_path, build_dir):
     finished = run_emulated(["-m", "pytest", str(TESTS / "emulated_cupy" / "emulation_checks.py"), "-q", "-p",
                              "no:cacheprovider"], tmp_path, build_dir)
-    summary = pytest_summary(finished)
+    summary = passing_summary(finished)
     assert " passed" in summary and "skipped" not in summary and "failed" not in summary, summary
 
 
