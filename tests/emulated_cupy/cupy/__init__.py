@@ -175,11 +175,12 @@ def _forwarded(name):
     return method
 
 
-def _operator(ufunc_name, reflected=False, inplace=False):
+def _operator(routine_name, reflected=False, inplace=False):
     def method(self, other):
+        routine = _ROUTINES[routine_name]
         if inplace:
-            return globals()[ufunc_name](self, other, out=self)
-        return globals()[ufunc_name](other, self) if reflected else globals()[ufunc_name](self, other)
+            return routine(self, other, out=self)
+        return routine(other, self) if reflected else routine(self, other)
     return method
 
 
@@ -321,16 +322,16 @@ class ndarray:
 
     # ------------------------------------------------------------ arithmetic (operators: see OPERATORS)
     def __neg__(self):
-        return negative(self)
+        return _ROUTINES["negative"](self)
 
     def __pos__(self):
-        return positive(self)
+        return _ROUTINES["positive"](self)
 
     def __abs__(self):
-        return absolute(self)
+        return _ROUTINES["absolute"](self)
 
     def __invert__(self):
-        return invert(self)
+        return _ROUTINES["invert"](self)
 
     # ------------------------------------------------------------ NumPy's dispatch protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -343,7 +344,7 @@ class ndarray:
             kwargs["out"] = kwargs["out"][0]
         if ufunc.__name__ in COMPARISONS:  # as CuPy (numpy/numpy#12142)
             inputs = tuple(x.item() if isinstance(x, numpy.ndarray) and x.ndim == 0 else x for x in inputs)
-        return globals()[ufunc.__name__](*inputs, **kwargs)
+        return _ROUTINES[ufunc.__name__](*inputs, **kwargs)
 
     def __array_function__(self, func, types_, args, kwargs):
         """``numpy.sum(device_array)`` and friends: CuPy's function of that name, or TypeError where none."""
@@ -351,7 +352,7 @@ class ndarray:
             return NotImplemented
         if not builtins.all(issubclass(t, (ndarray, numpy.ndarray)) for t in types_):
             return NotImplemented
-        return globals()[func.__name__](*args, **kwargs)
+        return _ROUTINES[func.__name__](*args, **kwargs)
 
 
 METHODS = ("all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy", "cumsum", "dot", "flatten", "max",
@@ -401,11 +402,11 @@ def _function(name):
     return function
 
 
-# cupy.max, cupy.all and co. shadow the builtins from here on: this module calls builtins.max and co.
-globals().update({name: ufunc(name) for name in UFUNC_NAMES})
-globals().update({name: _function(name) for name in FUNCTION_NAMES})
+_ROUTINES = {**{name: ufunc(name) for name in UFUNC_NAMES}, **{name: _function(name) for name in FUNCTION_NAMES}}
+# cupy.max, cupy.sum and co. shadow the builtins from here on: this module calls builtins.max and co.
+globals().update(_ROUTINES)
+abs = _ROUTINES["absolute"]  # noqa: A001  (cupy.abs is cupy.absolute, as in NumPy)
 del _name, _ufunc_name
-abs = absolute  # noqa: A001  (cupy.abs is cupy.absolute, as in NumPy)
 
 
 def array(obj, dtype=None, copy=True, order="K", ndmin=0):
