@@ -122,6 +122,7 @@ def _index_operand(value):
 
 
 def _is_basic_index(key):
+    """Whether ``key`` holds only integers, slices, None and Ellipsis (no arrays, lists or booleans)."""
     parts = key if isinstance(key, tuple) else (key,)
     return builtins.all(part is None or part is Ellipsis
                         or isinstance(part, (slice, int, numpy.integer)) and not isinstance(part, (bool, numpy.bool_))
@@ -168,6 +169,7 @@ class _Flags:
 
 
 def _forwarded(name):
+    """The ndarray method ``name``: NumPy's method on the buffer, host operands refused, results on the device."""
     def method(self, *args, **kwargs):
         return _call(getattr(self._array, name), args, kwargs)
     method.__name__ = name
@@ -176,6 +178,7 @@ def _forwarded(name):
 
 
 def _operator(routine_name, reflected=False, inplace=False):
+    """An operator method (``__add__``, ``__radd__``, ``__iadd__``...) calling the routine of that name."""
     def method(self, other):
         routine = _ROUTINES[routine_name]
         if inplace:
@@ -226,6 +229,7 @@ class ndarray:
         return out if out is not None else _device(result)
 
     def fill(self, value):
+        """Set every element to a scalar (a 0-d host array counts as one, as in CuPy)."""
         if isinstance(value, numpy.ndarray):
             if value.shape != ():
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
@@ -393,6 +397,7 @@ class ufunc:
 
 
 def _function(name):
+    """The CuPy function ``name``: NumPy's function on the buffers, host arrays refused."""
     numpy_function = getattr(numpy, name)
 
     def function(*args, **kwargs):
@@ -416,6 +421,7 @@ def array(obj, dtype=None, copy=True, order="K", ndmin=0):
 
 
 def _nested(obj):
+    """``obj`` with the device arrays in it (lists and tuples searched) replaced by their buffers."""
     if isinstance(obj, ndarray):
         return obj._array
     if isinstance(obj, (list, tuple)):
@@ -444,6 +450,7 @@ def asnumpy(a, stream=None, order="C", out=None, blocking=True):
 
 
 def get_default_memory_pool():
+    """The memory pool; there is none to free here."""
     return types.SimpleNamespace(free_all_blocks=lambda: None)
 
 
@@ -462,6 +469,7 @@ class CUDADriverError(RuntimeError):
 
 
 def _device_properties(index):
+    """What ``cudaGetDeviceProperties`` reports for the emulated device."""
     _check_device(index)
     return {"name": b"emulated CuPy (CPU)", "totalGlobalMem": 1 << 34, "major": 9, "minor": 0}
 
@@ -609,6 +617,7 @@ class _Parameter:
 
 
 def _typedefs(code):
+    """{alias: C type} of the ``typedef`` lines in ``code`` (aliases of aliases resolved)."""
     names = {}
     for base, name in TYPEDEF_RE.findall(code):
         base = " ".join(base.split())
