@@ -35,8 +35,13 @@ def build_dir(tmp_path_factory):
 
 
 def run_emulated(arguments, cwd, build_dir):
-    """Run ``python arguments...`` with the emulated CuPy first on the path; the CompletedProcess."""
+    """Run ``python arguments...`` with the emulated CuPy first on the path; the CompletedProcess.
+
+    The "device" GEMMs are NumPy's: one BLAS thread each keeps these runs from oversubscribing shared cores
+    (3 s instead of 10 s for the benchmark on two busy cores); they time nothing that matters.
+    """
     environment = dict(os.environ, MINIDL_REQUIRE_GPU="1", FAKE_CUPY_BUILD=str(build_dir), MPLBACKEND="Agg",
+                       OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                        PYTHONPATH=os.pathsep.join([str(TESTS / "emulated_cupy"), str(ROOT)]))
     return subprocess.run([sys.executable, *arguments], cwd=cwd, env=environment, capture_output=True, text=True,
                           timeout=600)
