@@ -13,7 +13,7 @@ It accepts what CuPy 14 accepts and refuses what CuPy refuses:
   ``cupy.asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``,
   ``bool()``, ``repr``/``str``/``format``. A device array has no
   ``__index__``, so it is no Python integer.
-* ufuncs, operators and the functions below refuse host ``numpy.ndarray``
+* ufuncs, operators and the functions here refuse host ``numpy.ndarray``
   operands, 0-d ones included ("Unsupported type"); Python and NumPy scalars
   pass. As in CuPy, an index may be a host array (copied to the device), and
   ``device[basic index] = host_array`` raises ValueError unless it is 0-d.
@@ -41,7 +41,8 @@ It accepts what CuPy 14 accepts and refuses what CuPy refuses:
 
 Kernels are compiled with g++ through a small shim (blockIdx/threadIdx as
 globals, atomics as plain read-modify-writes) and every thread of the grid
-runs one after another. What this cannot check: real timing, memory
+runs one after another; the libraries are cached in ``$FAKE_CUPY_BUILD``, and
+``$FAKE_CUPY_CFLAGS`` adds g++ flags (``-fsanitize=address``, say). What this cannot check: real timing, memory
 coalescing, races between threads, shared memory and ``__syncthreads``, and
 cuBLAS's numerics; those need ``python -m pytest -m gpu`` on a real GPU.
 """
