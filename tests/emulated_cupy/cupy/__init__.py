@@ -42,9 +42,11 @@ It accepts what CuPy 14 accepts and refuses what CuPy refuses:
 Kernels are compiled with g++ through a small shim (blockIdx/threadIdx as
 globals, atomics as plain read-modify-writes) and every thread of the grid
 runs one after another; the libraries are cached in ``$FAKE_CUPY_BUILD``, and
-``$FAKE_CUPY_CFLAGS`` adds g++ flags (``-fsanitize=undefined``, say). What this cannot check: real timing, memory
-coalescing, races between threads, shared memory and ``__syncthreads``, and
-cuBLAS's numerics; those need ``python -m pytest -m gpu`` on a real GPU.
+``$FAKE_CUPY_CFLAGS`` adds g++ flags (``-fsanitize=undefined``, say).
+
+What this cannot check: real timing, memory coalescing, races between
+threads, shared memory and ``__syncthreads``, and cuBLAS's numerics; those
+need ``python -m pytest -m gpu`` on a real GPU.
 """
 import builtins
 import ctypes
