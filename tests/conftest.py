@@ -1,9 +1,10 @@
-"""Shared fixtures: the PyTorch oracle, seeded generators and tie-free inputs."""
+"""Shared fixtures: the PyTorch oracle, seeded generators and tie-free inputs; the gpu mark's guard."""
 import os
 
 import numpy
 import pytest
 
+import helpers
 import minidl
 
 REQUIRE_TORCH = os.environ.get("MINIDL_REQUIRE_TORCH") == "1"
@@ -31,3 +32,8 @@ def rng():
 def _seed_minidl():
     minidl.manual_seed(0)
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Tell ``helpers.gpu_or_skip`` whether the test about to run (fixtures included) is marked ``gpu``."""
+    helpers.RUNNING_TEST["marked_gpu"] = item.get_closest_marker("gpu") is not None

@@ -8,10 +8,17 @@ import minidl
 from minidl.gradcheck import away_from_zero, tie_free  # noqa: F401  (the tests import them from here)
 
 REQUIRE_GPU = os.environ.get("MINIDL_REQUIRE_GPU") == "1"
+RUNNING_TEST = {"marked_gpu": None}  # set by conftest.py before each test
 
 
 def gpu_or_skip():
-    """Return cupy, or skip the test when no GPU is usable (a failure instead if MINIDL_REQUIRE_GPU=1)."""
+    """Return cupy, or skip the test when no GPU is usable (a failure instead if MINIDL_REQUIRE_GPU=1).
+
+    A test that calls this without the ``gpu`` mark fails, on every machine: ``python -m pytest -m gpu``
+    (README) selects the GPU tests by that mark and would miss it.
+    """
+    if RUNNING_TEST["marked_gpu"] is False:
+        pytest.fail("this test needs a GPU but is not marked @pytest.mark.gpu, so `pytest -m gpu` misses it")
     if not minidl.backend.gpu_available():
         try:
             minidl.backend.require_gpu("tests")

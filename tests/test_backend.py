@@ -80,6 +80,7 @@ def test_importing_and_running_minidl_does_not_import_cupy():
     assert result.stdout.strip() == "False"
 
 
+@pytest.mark.gpu
 def test_gpu_round_trip(rng):
     cupy = gpu_or_skip()
     x = rng.standard_normal((2, 3)).astype(numpy.float32)
@@ -91,6 +92,7 @@ def test_gpu_round_trip(rng):
     numpy.testing.assert_array_equal(back, x)
 
 
+@pytest.mark.gpu
 def test_module_to_gpu_and_back(rng):
     cupy = gpu_or_skip()
     module = Conv2d(2, 3, 3)

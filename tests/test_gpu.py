@@ -307,6 +307,35 @@ def test_training_steps_match_cpu(name, rng):
     assert_module_state_matches(gpu_model, cpu_model, f"{name} after 3 steps")
 
 
+READ_COUNTED_STEPS = {
+    "segnet_small bce+dice": (lambda: models.SegNetSmall(1, 1, init_features=4), losses.BCEDiceLoss, 1),
+    "segnet_small_unpool ce": (lambda: models.SegNetSmall(1, 2, init_features=4, upsample="unpool"),
+                               losses.CrossEntropyLoss, 2),
+    "segnet ce": (lambda: models.SegNet(1, 2, widths=(4, 4, 8, 8, 8), depths=(2, 2, 3, 3, 3)),
+                  losses.CrossEntropyLoss, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(READ_COUNTED_STEPS))
+def test_a_training_step_reads_the_device_once(name, cupy, rng):
+    """The loss value is the one device-to-host read of a step: target and index checks ride along with it."""
+    if not hasattr(cupy, "host_reads"):
+        pytest.skip("only the emulated CuPy counts device-to-host reads")
+    build, loss_class, classes = READ_COUNTED_STEPS[name]
+    model, loss = build().to("gpu"), loss_class()
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    x = to_gpu(rng.standard_normal((2, 1, 32, 32)).astype(numpy.float32))
+    target = rng.integers(0, 2, (2, 32, 32)) if classes == 2 else (rng.random((2, 1, 32, 32)) > 0.5)
+    target = to_gpu(target.astype(numpy.int64 if classes == 2 else numpy.float32))
+    for step in range(2):  # the first step compiles kernels and builds the optimizer's state
+        reads_before = cupy.host_reads
+        optimizer.zero_grad()
+        value = loss(model(x), target)
+        model.backward(loss.backward())
+        optimizer.step()
+    assert isinstance(value, float) and cupy.host_reads - reads_before == 1
+
+
 def test_checkpoint_moves_between_devices(tmp_path, rng):
     """Model and Adam state saved on the GPU resume on the CPU, and the reverse, continuing the same run."""
     make = MODELS["segnet_small_unpool"][0]
