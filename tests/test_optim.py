@@ -129,6 +129,8 @@ def test_load_state_dict_rejects_bad_keys_and_shapes_before_changing_anything(rn
     with pytest.raises(KeyError, match=r"parameter 0 has state \['exp_avg'\]"):
         target.load_state_dict({**{k: v for k, v in good.items() if "momentum_buffer" not in k},
                                 "state.0.exp_avg": numpy.zeros((3, 4))})
+    with pytest.raises(TypeError, match=r"'state.1.momentum_buffer' has dtype complex128; expected real numbers"):
+        target.load_state_dict({**good, "state.1.momentum_buffer": good["state.1.momentum_buffer"] * 1j})
     assert target.lr == 0.5 and target.state == {}
 
 

@@ -115,7 +115,7 @@ class Optimizer:
     def load_state_dict(self, state_dict):
         """Restore hyperparameters and state from ``state_dict()`` output (or ``minidl.load`` of it).
 
-        Every key is checked (missing, unexpected, mis-shaped) before anything changes.
+        Every key is checked (missing, unexpected, mis-shaped, not real numbers) before anything changes.
         """
         name = type(self).__name__
         groups = [self._read_group(state_dict, g) for g in range(len(self.param_groups))]
@@ -159,6 +159,9 @@ class Optimizer:
     def _read_state_value(self, key, index, value, parameter):
         """A number, or an array copied onto the parameter's device in its dtype after a shape check."""
         array = numpy.asarray(to_numpy(value))
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{type(self).__name__}.load_state_dict: 'state.{index}.{key}' has dtype {array.dtype}; "
+                            "expected real numbers")
         if array.ndim == 0 and key == "step":
             return int(array)
         if array.shape != tuple(parameter.shape):

@@ -153,13 +153,13 @@ def _reason(error):
 
 
 def _load_into(target, state, checkpoint, what):
-    """``target.load_state_dict(state)``; a missing, unexpected or mis-shaped key is a ``CheckpointError``.
+    """``target.load_state_dict(state)``; a missing, unexpected, mis-shaped or mis-typed key is a ``CheckpointError``.
 
     ``what`` reads on with "not fit the model": "weights do", "optimizer state does".
     """
     try:
         target.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError) as error:
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
         raise CheckpointError(f"checkpoint {checkpoint['path']}: {what} not fit the model "
                               f"({_reason(error)})") from None
 
