@@ -275,8 +275,7 @@ class Module:
         for module in self.modules():
             object.__setattr__(module, "cache", None)
             for parameter in module._parameters.values():
-                parameter.data = convert(parameter.data)
-                parameter.grad = convert(parameter.grad)
+                parameter.convert(convert)
             for name, buffer in list(module._buffers.items()):
                 module._buffers[name] = convert(buffer)
                 object.__setattr__(module, name, module._buffers[name])

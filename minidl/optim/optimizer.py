@@ -90,9 +90,14 @@ class Optimizer:
                 index += 1
 
     def step(self):
-        """Update every parameter from its ``.grad``."""
+        """Update every parameter that has a gradient (``has_grad``) from its ``.grad``.
+
+        A parameter that got none since ``zero_grad()`` (a frozen branch, a layer the forward skipped) is
+        neither moved nor has its state advanced, as torch.optim skips a ``grad`` of None.
+        """
         for index, parameter, group in self.indexed_parameters():
-            self.update(parameter, self.state.setdefault(index, {}), group)
+            if parameter.has_grad:
+                self.update(parameter, self.state.setdefault(index, {}), group)
 
     def zero_grad(self):
         for _, parameter, _ in self.indexed_parameters():
