@@ -335,6 +335,24 @@ def test_decoded_images_are_cached_and_refreshed_when_a_file_changes(tmp_path, m
     assert decoded[1:] == [pair.name for pair in report.pairs]  # entries decoded under another rule are not reused
 
 
+def test_a_file_replaced_by_another_of_the_same_size_and_time_is_decoded_again(tmp_path, monkeypatch):
+    root = write_layout(tmp_path / "data", "shenzhen", 2, SEED, size=48)
+    report = find_pairs(root)
+    image = report.pairs[0].image
+    Image.fromarray(numpy.full((48, 48), 10, numpy.uint8)).save(image, compress_level=0)
+    os.utime(image, ns=(10 ** 18, 10 ** 18))
+    first, _ = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=tmp_path / "cache")
+    size = os.path.getsize(image)
+    Image.fromarray(numpy.full((48, 48), 200, numpy.uint8)).save(image, compress_level=0)
+    os.utime(image, ns=(10 ** 18, 10 ** 18))
+    assert os.path.getsize(image) == size  # stored without compression: the same byte size
+    decoded = count_decodes(monkeypatch)
+    second, _ = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=tmp_path / "cache")
+    assert decoded == [report.pairs[0].name]
+    numpy.testing.assert_allclose(first[0], 10 / 255, rtol=1e-6)
+    numpy.testing.assert_allclose(second[0], 200 / 255, rtol=1e-6)
+
+
 def test_split_is_seeded_disjoint_and_complete():
     train, val, test = split_indices(20, 0.2, 0.1, seed=3)
     assert (len(train), len(val), len(test)) == (14, 4, 2)

@@ -3,7 +3,7 @@
 ``load_pairs(pairs, size, cache_dir)`` -> images (N, H, W) float32 in [0, 1], masks (N, H, W) bool.
 The cache is one npz per dataset folder and size, written atomically with
 ``minidl.save`` (never pickled). Each entry is keyed by its files' paths,
-modification times and byte sizes, the target size and the mask rule, so a
+modification times, byte sizes and a digest of their first 64 KiB, the target size and the mask rule, so a
 changed file is decoded again and large originals (4000x5000) are decoded only
 once. Every pair that decodes is cached, even when others fail or the run is
 interrupted; the failures are then reported together, each with its reason.
@@ -21,6 +21,7 @@ from .errors import DataError, listing
 from .images import image_size, read_image, read_mask, resize_image, resize_mask
 
 CACHE_FORMAT = "masks-v2"  # part of every cache key: bump it when decoding changes (v2: 0/1 label masks)
+HASHED_BYTES = 1 << 16  # the leading bytes of each file that its cache key digests
 _warned = set()  # messages already printed by ``_warn_once``
 
 
@@ -74,12 +75,20 @@ def usable_cache_dir(cache_dir):
 
 
 def _file_key(path):
-    status = os.stat(path)
-    return f"{os.path.abspath(path)}|{status.st_mtime_ns}|{status.st_size}"
+    """``path``'s absolute path, mtime, byte size and a digest of its first ``HASHED_BYTES``, so a file replaced
+    by another of the same size and time is not taken for it. An unreadable file gets a key no entry has: its
+    decoding then reports why."""
+    try:
+        status = os.stat(path)
+        with open(path, "rb") as stream:
+            digest = hashlib.sha1(stream.read(HASHED_BYTES)).hexdigest()[:16]
+    except OSError:
+        return f"{os.path.abspath(path)}|unreadable"
+    return f"{os.path.abspath(path)}|{status.st_mtime_ns}|{status.st_size}|{digest}"
 
 
 def pair_key(pair, size):
-    """The cache key of one pair at ``size``: its files' paths, mtimes and byte sizes, the size and the mask rule."""
+    """The cache key of one pair at ``size``: its files' ``_file_key``s, the size and the mask rule."""
     files = [pair.image, *pair.masks]
     return "#".join(_file_key(path) for path in files) + f"#{size[0]}x{size[1]}#{CACHE_FORMAT}"
 
