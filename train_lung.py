@@ -79,6 +79,8 @@ def predict_parser():
     parser.add_argument("images", nargs="+", metavar="IMAGES")
     parser.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace mask and overlay files already in --out (never an input image)")
     return parser
 
 
@@ -224,7 +226,7 @@ def predict_command(argv):
     args = predict_parser().parse_args(argv)
     check_output_folder(args.out)
     model, config = load_trained_model(args.checkpoint, args.device)
-    written = predict_files(model, config, args.images, args.out, args.device)
+    written = predict_files(model, config, args.images, args.out, args.device, args.overwrite)
     print(f"wrote {len(written)} files for {len(args.images)} images to {args.out}")
     return 0
 

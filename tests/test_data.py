@@ -192,8 +192,8 @@ def truncate(path):
 def count_decodes(monkeypatch):
     """The names of the pairs ``load_pairs`` decodes from now on."""
     decoded, original = [], dataset_module.load_pair
-    monkeypatch.setattr(dataset_module, "load_pair", lambda pair, size: decoded.append(pair.name) or
-                        original(pair, size))
+    monkeypatch.setattr(dataset_module, "load_pair", lambda pair, size, *rest: decoded.append(pair.name) or
+                        original(pair, size, *rest))
     return decoded
 
 
@@ -236,10 +236,10 @@ def test_pairs_decoded_before_ctrl_c_are_cached(tmp_path, monkeypatch):
     report = find_pairs(root)
     original = dataset_module.load_pair
 
-    def interrupted_at_the_third(pair, size):
+    def interrupted_at_the_third(pair, size, *rest):
         if pair.name == "case_003":
             raise KeyboardInterrupt
-        return original(pair, size)
+        return original(pair, size, *rest)
 
     monkeypatch.setattr(dataset_module, "load_pair", interrupted_at_the_third)
     with pytest.raises(KeyboardInterrupt):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..serialization import load, probe_writable, save
 from .errors import DataError, listing
-from .images import image_size, read_image, read_mask, resize_image, resize_mask
+from .images import image_size, read_image, read_mask, resize_image, resize_mask, warn_rescaled
 
 CACHE_FORMAT = "masks-v2"  # part of every cache key: bump it when decoding changes (v2: 0/1 label masks)
 HASHED_BYTES = 1 << 16  # the leading bytes of each file that its cache key digests
@@ -108,10 +108,12 @@ def check_pair_sizes(pair):
                             f"is {width}x{height}")
 
 
-def load_pair(pair, size):
-    """Decode one pair and resize both to ``size``: (H, W) float32 in [0, 1], (H, W) bool."""
+def load_pair(pair, size, rescaled=None):
+    """Decode one pair and resize both to ``size``: (H, W) float32 in [0, 1], (H, W) bool.
+
+    ``rescaled`` (a list, when given) gathers the image if ``read_image`` scaled it by its own range."""
     check_pair_sizes(pair)
-    return resize_image(read_image(pair.image), size), resize_mask(read_mask(pair.masks), size)
+    return resize_image(read_image(pair.image, rescaled), size), resize_mask(read_mask(pair.masks), size)
 
 
 def _read_cache(path):
@@ -157,14 +159,16 @@ def _decode(pairs, indices, size, images, masks, stored, keys, progress):
     """Decode ``pairs[indices]`` into ``images`` and ``masks``; {index: reason} of those that fail.
 
     ``stored[index]`` gets the key of each pair decoded, as it is decoded, so an interrupted run can cache them.
+    Images scaled by their own range are warned about in one line at the end.
     """
-    failures = {}
+    failures, rescaled = {}, []
     for index in tqdm(indices, desc="decoding images", unit="img", disable=not progress or len(indices) < 20):
         try:
-            images[index], masks[index] = load_pair(pairs[index], size)
+            images[index], masks[index] = load_pair(pairs[index], size, rescaled)
             stored[index] = keys[index]
         except DataError as error:
             failures[index] = str(error)
+    warn_rescaled(rescaled)
     return failures
 
 
