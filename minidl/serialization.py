@@ -50,12 +50,16 @@ def atomic_output(path):
 
     The temporary file has ``path``'s suffix, so writers that pick the format from the name
     (matplotlib, PIL) keep it. After the block it is flushed to disk and renamed over ``path``;
-    if the block raises, it is removed and ``path`` keeps its old content.
+    if the block raises, it is removed and ``path`` keeps its old content. An ``OSError`` (a full disk,
+    a folder made read-only) is raised again naming ``path``, not the temporary file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    except OSError as error:
+        raise _naming(error, path) from None
     os.close(handle)
     try:
         yield temporary
@@ -63,10 +67,25 @@ def atomic_output(path):
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
+    except OSError as error:
+        _remove_quietly(temporary)
+        raise _naming(error, path) from None
     except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        _remove_quietly(temporary)
         raise
+
+
+def _naming(error, path):
+    """The ``OSError`` ``error`` again, naming ``path`` (the file being written, not its temporary twin)."""
+    return type(error)(error.errno, error.strerror or str(error), path)
+
+
+def _remove_quietly(path):
+    """Remove ``path`` if it exists; a failure (the folder made read-only meanwhile) leaves it for a later run."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def save(path, state):

@@ -117,20 +117,37 @@ def _check_progress_fields(flat, epoch, path):
 
 REQUIRED = ("config", "epoch", "step", "rng.state", "rng.has_uint32", "rng.uinteger", "best_dice")
 WEIGHT_SECTIONS = ("model.", "optim.")
+PROGRESS_SECTIONS = ("history.", "partial.")
+
+
+def _used_field(name, weights):
+    """Whether ``read_checkpoint`` reads the field ``name``: any other entry is never decompressed or read."""
+    return name in REQUIRED or name == "dataset" or name.startswith(PROGRESS_SECTIONS) or (
+        weights and name.startswith(WEIGHT_SECTIONS))
+
+
+def checkpoint_file(path):
+    """The checkpoint file ``path`` names: itself, or in a run folder its last.npz, else its best.npz (a run
+    killed before its first last.npz was written), else the missing last.npz (for the error to name)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return path
+    last, best = os.path.join(path, "last.npz"), os.path.join(path, "best.npz")
+    return best if not os.path.exists(last) and os.path.exists(best) else last
 
 
 def read_checkpoint(path, weights=True):
     """Load a checkpoint: a dict with "model", "optim", "history", "partial" sub-dicts, "config" and the rest.
 
-    ``weights=False`` skips the model and optimizer arrays (their sub-dicts stay empty): the position,
-    history and settings alone, cheaply. Raises ``CheckpointError`` naming the file (and the field) when
-    it is missing, unreadable, not a minidl checkpoint or has a malformed field.
+    ``path`` is a file or a run folder: its last.npz, or its best.npz when a run was stopped before writing
+    last.npz. ``weights=False`` skips the model and optimizer arrays (their sub-dicts stay empty): the
+    position, history and settings alone, cheaply. Entries of no known field are not read at all, and every
+    entry's declared size is checked before any is read (``minidl.load``). Raises ``CheckpointError`` naming
+    the file (and the field) when it is missing, unreadable, not a minidl checkpoint or has a malformed field.
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, "last.npz")
+    path = checkpoint_file(path)
     try:
-        flat = load(path, keep=None if weights else lambda name: not name.startswith(WEIGHT_SECTIONS))
+        flat = load(path, keep=lambda name: _used_field(name, weights))
     except (FileNotFoundError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
     if any(key not in flat for key in REQUIRED):
