@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import minidl
-from minidl.training import read_checkpoint
+from minidl.training import CheckpointError, read_checkpoint
 from minidl.training.lock import folder_lock
 from test_train_lung import ROOT, SCRIPT, TINY, history_of, run_main, temporary_files, train_lung
 
@@ -331,6 +331,17 @@ def test_load_checks_declared_sizes_against_its_limit_and_reads_no_unused_entry(
     path = str(tmp_path / "extra.npz")
     npz_with_a_lying_header(path, minidl.load(os.path.join(run_dir, "last.npz")), "junk", (2 ** 50,))
     assert read_checkpoint(path)["epoch"] == 2  # the unknown entry is never opened
+    entries = minidl.load(os.path.join(run_dir, "last.npz"))
+    minidl.save(path, {key: value for key, value in entries.items() if key != "history.val_dice"})
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("history.val_dice.npy", "w", force_zip64=True) as member:  # a deflate bomb: 80 MiB
+        numpy.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False,
+                                                         "shape": (10 << 20,)})
+        for _ in range(80):
+            member.write(bytes(1 << 20))
+    assert os.path.getsize(path) < (1 << 20)
+    with pytest.raises(CheckpointError, match=r"entry 'history.val_dice' .* over the limit of 67108864 bytes"):
+        read_checkpoint(path)
     minidl.save(path, {"a": numpy.zeros(100), "b": numpy.zeros(100)})
     with pytest.raises(ValueError, match=r"entry 'b' \(float64, shape \(100,\)\) takes the arrays to 1600 bytes, "
                                          r"over the limit of 1000 bytes"):

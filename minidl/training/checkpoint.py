@@ -120,10 +120,21 @@ WEIGHT_SECTIONS = ("model.", "optim.")
 PROGRESS_SECTIONS = ("history.", "partial.")
 
 
-def _used_field(name, weights):
-    """Whether ``read_checkpoint`` reads the field ``name``: any other entry is never decompressed or read."""
-    return name in REQUIRED or name == "dataset" or name.startswith(PROGRESS_SECTIONS) or (
-        weights and name.startswith(WEIGHT_SECTIONS))
+SMALL_FIELDS_LIMIT = 64 << 20  # bytes all fields but the weights may declare: a million epochs of history
+
+
+def _small_field(name):
+    """Whether ``name`` is a field ``read_checkpoint`` reads besides the weights; no other entry is ever read."""
+    return name in REQUIRED or name == "dataset" or name.startswith(PROGRESS_SECTIONS)
+
+
+def _read_fields(path, weights):
+    """The checkpoint's fields, read in two passes: the small ones (settings, position, history) under
+    ``SMALL_FIELDS_LIMIT``, then, with ``weights``, the model and optimizer arrays under the memory limit."""
+    flat = load(path, keep=_small_field, max_bytes=SMALL_FIELDS_LIMIT)
+    if weights:
+        flat.update(load(path, keep=lambda name: name.startswith(WEIGHT_SECTIONS)))
+    return flat
 
 
 def checkpoint_file(path):
@@ -147,7 +158,7 @@ def read_checkpoint(path, weights=True):
     """
     path = checkpoint_file(path)
     try:
-        flat = load(path, keep=lambda name: _used_field(name, weights))
+        flat = _read_fields(path, weights)
     except (FileNotFoundError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
     if any(key not in flat for key in REQUIRED):
