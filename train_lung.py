@@ -7,12 +7,15 @@
     python train_lung.py predict --checkpoint C IMAGES... --out DIR   masks and overlays at original size
     python train_lung.py evaluate --checkpoint C --data DIR           Dice and IoU on a dataset
 
-Bad input gives a clear error (one line, or a line per bad file of a dataset) and exit status 2;
-Ctrl-C saves last.npz and exits with 130.
+Bad input and system faults (a full disk, permissions) give a clear error (one line, or a line per bad file
+of a dataset) and exit status 2; Ctrl-C, SIGTERM and SIGHUP save last.npz and exit with 128 + the signal
+(130, 143, 129); one run at a time may write a run folder.
 """
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import fields, replace
 
@@ -25,6 +28,8 @@ from minidl.training.config import LOSSES, MODEL_STRIDES, OPTIMIZERS
 from minidl.training.data import check_split, dataset_fingerprint
 from minidl.training.folders import (SETTINGS_A_RUN_MAY_CHANGE, best_epoch, carry_best, check_new_run_folder,
                                      check_output_folder, check_resume_folder)
+from minidl.training.lock import folder_lock
+from minidl.training.loop import STOP_SIGNALS, StopSignal, raise_stop_signal
 
 FLAGS = {"augment": "--no-augment"}  # the flags not named --<setting>
 DEFAULTS = TrainConfig()
@@ -79,6 +84,8 @@ def predict_parser():
     parser.add_argument("images", nargs="+", metavar="IMAGES")
     parser.add_argument("--out", required=True, help="folder for <name>_mask.png and <name>_overlay.png")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace mask and overlay files already in --out (never an input image)")
     return parser
 
 
@@ -107,6 +114,14 @@ def explicit_settings(args):
     return given
 
 
+def first_file_in(folder):
+    """The path of some file under ``folder`` (searched recursively), or None when it holds none."""
+    for parent, _, names in os.walk(folder, onerror=lambda error: None):
+        if names:
+            return os.path.join(parent, sorted(names)[0])
+    return None
+
+
 def make_synthetic(args):
     directory, count = args.make_synthetic
     if not count.isdigit() or int(count) < 1:
@@ -114,6 +129,10 @@ def make_synthetic(args):
     seed = MAKE_SYNTHETIC_SEED if args.seed is None else args.seed
     replace(DEFAULTS, seed=seed).validate()  # the --seed check of a training run
     check_output_folder(directory, "--make-synthetic")
+    held = first_file_in(directory)
+    if held is not None:
+        raise ConfigError(f"--make-synthetic {directory}: the folder already holds files (such as {held}), which "
+                          "synthetic files of the same names would replace; give a new or empty folder")
     root = write_layout(directory, "kaggle", int(count), seed, size=256)
     print(f"wrote {count} synthetic image/mask pairs (Kaggle layout) to {root}; "
           f"train on them with: python train_lung.py --data {directory}")
@@ -133,17 +152,15 @@ def prepare_run(args):
     config = replace(DEFAULTS, **given).validate()
     run_dir = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     check_output_folder(run_dir)
-    check_new_run_folder(run_dir)
     return config, run_dir, None
 
 
 def prepare_resume(args, given):
-    """``prepare_run`` for --resume.
-
-    Only SETTINGS_A_RUN_MAY_CHANGE may be given, and the run folder (the checkpoint's, or --out) must
-    not hold another run or a checkpoint further on.
-    """
+    """``prepare_run`` for --resume: only SETTINGS_A_RUN_MAY_CHANGE may be given, and the run folder (the
+    checkpoint's, or --out) must be writable. A run folder without last.npz resumes from its best.npz."""
     checkpoint = read_checkpoint(args.resume)
+    if os.path.isdir(args.resume) and os.path.basename(checkpoint["path"]) == "best.npz":
+        print(f"{args.resume} has no last.npz (a run stopped before writing it); resuming from its best.npz")
     refused = sorted(flag_of(setting) for setting in set(given) - set(SETTINGS_A_RUN_MAY_CHANGE))
     if refused:
         raise ConfigError(f"--resume continues a run with its saved settings; drop {', '.join(refused)}")
@@ -159,8 +176,16 @@ def prepare_resume(args, given):
             check_output_folder(run_dir, "the checkpoint's folder")
         except ConfigError as error:
             raise ConfigError(f"{error}; resume into another folder with --out NEW_FOLDER") from None
-    check_resume_folder(checkpoint, run_dir)
     return config, run_dir, checkpoint
+
+
+def check_run_folder(run_dir, checkpoint):
+    """A new run's folder must hold no run; a resumed run's no other run and no checkpoint further on.
+    Checked while the folder's lock is held, so no other process can write there in between."""
+    if checkpoint is None:
+        check_new_run_folder(run_dir)
+    else:
+        check_resume_folder(checkpoint, run_dir)
 
 
 def check_dataset(config, checkpoint):
@@ -198,6 +223,13 @@ def train_command(args):
         print(f"{checkpoint['path']} has already trained {checkpoint['epoch']} of {config.epochs} epochs; "
               "give a larger --epochs to train on")
         return 0
+    with folder_lock(run_dir):
+        check_run_folder(run_dir, checkpoint)
+        return train_locked(args, config, run_dir, checkpoint)
+
+
+def train_locked(args, config, run_dir, checkpoint):
+    """Train (or resume) into ``run_dir``, whose lock this process holds."""
     fingerprint = check_dataset(config, checkpoint)
     trainer = Trainer(config, run_dir, progress=not args.quiet, dataset=fingerprint)
     if checkpoint is not None:
@@ -224,7 +256,8 @@ def predict_command(argv):
     args = predict_parser().parse_args(argv)
     check_output_folder(args.out)
     model, config = load_trained_model(args.checkpoint, args.device)
-    written = predict_files(model, config, args.images, args.out, args.device)
+    with folder_lock(args.out):
+        written = predict_files(model, config, args.images, args.out, args.device, args.overwrite)
     print(f"wrote {len(written)} files for {len(args.images)} images to {args.out}")
     return 0
 
@@ -247,24 +280,46 @@ def run(argv):
     return make_synthetic(args) if args.make_synthetic else train_command(args)
 
 
+def system_error_text(error):
+    """An ``OSError`` in one line: the file and the reason."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"
+
+
 def main(argv=None):
-    """Run the program; returns the exit status (2 for bad input, 130 after Ctrl-C, 1 for a diverged run)."""
+    """Run the program; returns the exit status: 2 for bad input or a system fault (disk full, permissions,
+    out of memory), 1 for a diverged run, 128 + the signal after Ctrl-C (130), SIGTERM (143) or SIGHUP (129)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     reuse_freed_host_memory()
+    handlers = {number: signal.signal(number, raise_stop_signal) for number in STOP_SIGNALS
+                if number != signal.SIGINT} if threading.current_thread() is threading.main_thread() else {}
     try:
         return run(argv)
     except (DataError, ConfigError, CheckpointError) as error:
         print(f"train_lung.py: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"train_lung.py: error: {system_error_text(error)}; files written before are kept", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("train_lung.py: error: out of memory; try a smaller --size, --batch-size or --init-features",
+              file=sys.stderr)
         return 2
     except NonFiniteLoss as error:
         print(f"train_lung.py: {error}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
         print(f"train_lung.py: {stop}", file=sys.stderr)
-        return 130
+        return 128 + stop.signal_number
+    except StopSignal as stop:
+        print(f"train_lung.py: stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signal_number
     except KeyboardInterrupt:
         print("train_lung.py: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 
 if __name__ == "__main__":

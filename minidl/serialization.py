@@ -2,9 +2,11 @@
 
 ``atomic_output`` is the atomic write itself, for any file a program rewrites (csv, png).
 """
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 from contextlib import contextmanager
 
 import numpy
@@ -48,12 +50,16 @@ def atomic_output(path):
 
     The temporary file has ``path``'s suffix, so writers that pick the format from the name
     (matplotlib, PIL) keep it. After the block it is flushed to disk and renamed over ``path``;
-    if the block raises, it is removed and ``path`` keeps its old content.
+    if the block raises, it is removed and ``path`` keeps its old content. An ``OSError`` (a full disk,
+    a folder made read-only) is raised again naming ``path``, not the temporary file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    except OSError as error:
+        raise _naming(error, path) from None
     os.close(handle)
     try:
         yield temporary
@@ -61,10 +67,25 @@ def atomic_output(path):
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
+    except OSError as error:
+        _remove_quietly(temporary)
+        raise _naming(error, path) from None
     except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        _remove_quietly(temporary)
         raise
+
+
+def _naming(error, path):
+    """The ``OSError`` ``error`` again, naming ``path`` (the file being written, not its temporary twin)."""
+    return type(error)(error.errno, error.strerror or str(error), path)
+
+
+def _remove_quietly(path):
+    """Remove ``path`` if it exists; a failure (the folder made read-only meanwhile) leaves it for a later run."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def save(path, state):
@@ -94,28 +115,72 @@ def _check_archive(path):
         raise ValueError(f"minidl.load: {path} is not an .npz archive written by minidl.save")
 
 
-def _read_entry(archive, name, path):
-    """One array of an open npz; an entry of pickled objects is refused, never unpickled."""
+def memory_size():
+    """The machine's physical memory in bytes (1 TiB where the platform does not say): ``load``'s default limit."""
     try:
-        return archive[name]
-    except ValueError as error:
-        if "pickle" in str(error):  # numpy refuses object arrays when allow_pickle=False
-            raise ValueError(f"minidl.load: {path} holds pickled objects (entry '{name}'), "
-                             "which minidl never loads") from None
-        raise ValueError(f"minidl.load: {path}: entry '{name}' is not a readable array ({error})") from None
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 40
 
 
-def load(path, keep=None):
+def _read_header(member, name, path):
+    """(shape, dtype) from the .npy header at the start of an open zip member; nothing more is read."""
+    try:
+        version = numpy.lib.format.read_magic(member)
+        read = {(1, 0): numpy.lib.format.read_array_header_1_0, (2, 0): numpy.lib.format.read_array_header_2_0}
+        shape, _, dtype = read[version](member)
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"minidl.load: {path}: entry '{name}' has no readable .npy header ({error})") from None
+    return shape, dtype
+
+
+def _check_declared_sizes(archive, names, path, max_bytes):
+    """Read each entry's header and refuse, before any data is read, an entry of pickled objects, one that
+    declares more bytes than its zip member holds, or entries declaring more than ``max_bytes`` in all."""
+    total = 0
+    for name in names:
+        info = archive.getinfo(name + ".npy")
+        with archive.open(info) as member:
+            shape, dtype = _read_header(member, name, path)
+        if dtype.hasobject:
+            raise ValueError(f"minidl.load: {path} holds pickled objects (entry '{name}'), which minidl never loads")
+        size = math.prod(shape) * dtype.itemsize
+        if size > info.file_size:
+            raise ValueError(f"minidl.load: {path}: entry '{name}' declares a {dtype} array of shape {shape} "
+                             f"({size} bytes) but holds only {info.file_size} bytes: the file is damaged")
+        total += size
+        if total > max_bytes:
+            raise ValueError(f"minidl.load: {path}: entry '{name}' ({dtype}, shape {shape}) takes the arrays "
+                             f"to {total} bytes, over the limit of {max_bytes} bytes")
+
+
+def load(path, keep=None, max_bytes=None):
     """Read an npz written by ``save`` into a dict of name -> ``numpy.ndarray`` (never unpickles).
 
-    ``keep(name)``, when given, picks the entries to read; the others are not decompressed or read.
+    ``keep(name)``, when given, picks the entries to read; the others are not decompressed or read. Every
+    kept entry's header is checked first (its dtype, and its declared size against what its zip member
+    holds and, all kept entries together, against ``max_bytes``: by default the machine's memory), so a
+    damaged or hostile file is a ``ValueError`` before any array is allocated.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"minidl.load: no such file: {path}")
     _check_archive(path)
+    max_bytes = memory_size() if max_bytes is None else max_bytes
     try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            return {name: _read_entry(archive, name, path) for name in archive.files if keep is None or keep(name)}
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        with zipfile.ZipFile(path) as archive:
+            names = [member[:-len(".npy")] for member in archive.namelist() if member.endswith(".npy")]
+            names = [name for name in names if keep is None or keep(name)]
+            _check_declared_sizes(archive, names, path, max_bytes)
+            return {name: _read_entry(archive, name, path) for name in names}
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ValueError(f"minidl.load: {path} is not a readable npz file ({error})") from None
+
+
+def _read_entry(archive, name, path):
+    """One array of an open npz archive, read without pickle."""
+    with archive.open(name + ".npy") as member:
+        try:
+            return numpy.lib.format.read_array(member, allow_pickle=False)
+        except ValueError as error:
+            raise ValueError(f"minidl.load: {path}: entry '{name}' is not a readable array ({error})") from None

@@ -204,6 +204,15 @@ def test_bad_constructor_arguments(arguments, text):
         Conv2d(*arguments)
 
 
+@pytest.mark.parametrize("layer", [Conv2d, ConvTranspose2d])
+@pytest.mark.parametrize("name, position", [("kernel_size", 2), ("stride", 3), ("padding", 4)])
+def test_a_float_geometry_argument_is_named_with_its_value(layer, name, position):
+    arguments = [3, 4, 3, 1, 0]
+    arguments[position] = 3.0
+    with pytest.raises(ValueError, match=f"{layer.__name__} {name} must be an int or a pair of ints, got 3.0"):
+        layer(*arguments)
+
+
 def test_a_misplaced_groups_argument_is_refused_as_a_non_boolean_bias():
     # PyTorch's Conv2d(4, 4, 3, 1, 1, 1, 2) means groups=2; minidl's seventh Conv2d argument is bias
     with pytest.raises(TypeError, match=r"Conv2d: bias must be True or False, got 2 \(groups is not supported"):

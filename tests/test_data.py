@@ -192,8 +192,8 @@ def truncate(path):
 def count_decodes(monkeypatch):
     """The names of the pairs ``load_pairs`` decodes from now on."""
     decoded, original = [], dataset_module.load_pair
-    monkeypatch.setattr(dataset_module, "load_pair", lambda pair, size: decoded.append(pair.name) or
-                        original(pair, size))
+    monkeypatch.setattr(dataset_module, "load_pair", lambda pair, size, *rest: decoded.append(pair.name) or
+                        original(pair, size, *rest))
     return decoded
 
 
@@ -236,10 +236,10 @@ def test_pairs_decoded_before_ctrl_c_are_cached(tmp_path, monkeypatch):
     report = find_pairs(root)
     original = dataset_module.load_pair
 
-    def interrupted_at_the_third(pair, size):
+    def interrupted_at_the_third(pair, size, *rest):
         if pair.name == "case_003":
             raise KeyboardInterrupt
-        return original(pair, size)
+        return original(pair, size, *rest)
 
     monkeypatch.setattr(dataset_module, "load_pair", interrupted_at_the_third)
     with pytest.raises(KeyboardInterrupt):
@@ -333,6 +333,69 @@ def test_decoded_images_are_cached_and_refreshed_when_a_file_changes(tmp_path, m
     monkeypatch.setattr(dataset_module, "CACHE_FORMAT", "another-mask-rule")
     load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=cache)
     assert decoded[1:] == [pair.name for pair in report.pairs]  # entries decoded under another rule are not reused
+
+
+def test_a_file_replaced_by_another_of_the_same_size_and_time_is_decoded_again(tmp_path, monkeypatch):
+    root = write_layout(tmp_path / "data", "shenzhen", 2, SEED, size=48)
+    report = find_pairs(root)
+    image = report.pairs[0].image
+    Image.fromarray(numpy.full((48, 48), 10, numpy.uint8)).save(image, compress_level=0)
+    os.utime(image, ns=(10 ** 18, 10 ** 18))
+    first, _ = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=tmp_path / "cache")
+    size = os.path.getsize(image)
+    Image.fromarray(numpy.full((48, 48), 200, numpy.uint8)).save(image, compress_level=0)
+    os.utime(image, ns=(10 ** 18, 10 ** 18))
+    assert os.path.getsize(image) == size  # stored without compression: the same byte size
+    decoded = count_decodes(monkeypatch)
+    second, _ = load_pairs(report.pairs, (SIZE, SIZE), root, cache_dir=tmp_path / "cache")
+    assert decoded == [report.pairs[0].name]
+    numpy.testing.assert_allclose(first[0], 10 / 255, rtol=1e-6)
+    numpy.testing.assert_allclose(second[0], 200 / 255, rtol=1e-6)
+
+
+def float_tiff(path, pixels):
+    Image.fromarray(numpy.asarray(pixels, numpy.float32)).save(path)
+    return str(path)
+
+
+def test_a_float_image_beyond_0_1_is_scaled_by_its_own_range_not_clipped(tmp_path):
+    hounsfield = numpy.linspace(-1000.0, 2000.0, 48 * 40).reshape(40, 48)
+    rescaled = []
+    image = read_image(float_tiff(tmp_path / "ct.tif", hounsfield), rescaled)
+    numpy.testing.assert_allclose(image, (hounsfield + 1000.0) / 3000.0, atol=1e-6)
+    assert image.dtype == numpy.float32 and rescaled == [str(tmp_path / "ct.tif")]
+    inside = numpy.linspace(0.0, 0.8, 48 * 40).reshape(40, 48)
+    numpy.testing.assert_allclose(read_image(float_tiff(tmp_path / "unit.tif", inside), rescaled), inside, atol=1e-7)
+    assert len(rescaled) == 1  # values in [0, 1] are kept as they are
+
+
+def test_nan_pixels_are_an_error_naming_the_file(tmp_path):
+    pixels = numpy.zeros((8, 8))
+    pixels[3, 4] = numpy.nan
+    path = float_tiff(tmp_path / "nan.tif", pixels)
+    with pytest.raises(DataError, match=f"cannot read image {re.escape(path)}: it holds NaN pixels"):
+        read_image(path)
+
+
+def test_loading_float_images_warns_once_with_their_count(tmp_path, capsys):
+    root = write_layout(tmp_path / "data", "generic", 3, SEED, size=SIZE)
+    report = find_pairs(root)
+    for pair in report.pairs[:2]:
+        os.remove(pair.image)
+        float_tiff(os.path.splitext(pair.image)[0] + ".tif", numpy.linspace(-5.0, 7.0, SIZE * SIZE).reshape(SIZE, SIZE))
+    report = find_pairs(root)
+    images, _ = load_pairs(report.pairs, (SIZE, SIZE), root)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: 2 image files held values outside [0, 1]")
+    assert images.min() == 0.0 and images.max() == 1.0 and 0.3 < images[:2].mean() < 0.7
+
+
+def test_an_image_over_pillows_pixel_limit_is_a_data_error(tmp_path, monkeypatch):
+    path = str(tmp_path / "big.png")
+    Image.new("L", (30, 20)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)
+    with pytest.raises(DataError, match=f"cannot read image {re.escape(path)}: Image size \\(600 pixels\\) exceeds"):
+        read_image(path)
 
 
 def test_split_is_seeded_disjoint_and_complete():

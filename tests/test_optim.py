@@ -55,6 +55,64 @@ def test_five_steps_match_torch(torch, rng, dtype, name, settings):
                          name=f"{name} step {step + 1}")
 
 
+# which of the two parameters gets a gradient at each step: the second is a branch frozen at steps 2 and 3
+RECEIVES_GRADIENT = [(True, True), (True, False), (True, False), (True, True), (False, True)]
+
+
+def step_with_a_frozen_branch(optimizer, parameters, step_gradients, receives):
+    """A step in which only the parameters flagged in ``receives`` get a backward since ``zero_grad()``."""
+    optimizer.zero_grad()
+    for parameter, gradient, received in zip(parameters, step_gradients, receives):
+        if received:
+            parameter.grad += gradient
+    optimizer.step()
+
+
+@pytest.mark.parametrize("name, settings", [("Adam", {"lr": 0.01, "weight_decay": 0.1}),
+                                            ("Adam", {"lr": 0.02, "amsgrad": True}),
+                                            ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.05}),
+                                            ("SGD", {"lr": 0.1, "weight_decay": 0.05})])
+def test_a_parameter_without_a_gradient_is_skipped_as_torch_skips_grad_none(torch, rng, name, settings):
+    parameters = make_parameters(rng, numpy.float64)
+    tensors = [torch.tensor(p.data.copy(), requires_grad=True) for p in parameters]
+    optimizer = getattr(optim, name)(parameters, **settings)
+    torch_optimizer = getattr(torch.optim, name)(tensors, **settings)
+    for step, (step_gradients, receives) in enumerate(zip(gradient_sequence(rng, 5, numpy.float64),
+                                                          RECEIVES_GRADIENT)):
+        step_with_a_frozen_branch(optimizer, parameters, step_gradients, receives)
+        torch_optimizer.zero_grad()  # set_to_none: a tensor that gets no gradient keeps grad None
+        for tensor, gradient, received in zip(tensors, step_gradients, receives):
+            if received:
+                tensor.grad = torch.tensor(gradient)
+        torch_optimizer.step()
+        for parameter, tensor in zip(parameters, tensors):
+            assert_close(parameter.data, tensor.detach().numpy(), rtol=1e-12, atol=1e-12,
+                         name=f"{name} step {step + 1}")
+
+
+def test_a_frozen_parameter_stays_exactly_put_and_its_adam_step_count_does_not_advance(rng):
+    parameters = make_parameters(rng, numpy.float64)
+    frozen = parameters[1].data.copy()
+    optimizer = optim.Adam(parameters, lr=0.01, weight_decay=0.1)
+    for step_gradients, receives in zip(gradient_sequence(rng, 3, numpy.float64), RECEIVES_GRADIENT):
+        step_with_a_frozen_branch(optimizer, parameters, step_gradients, receives)
+        if receives == (True, True):
+            frozen = parameters[1].data.copy()
+        numpy.testing.assert_array_equal(parameters[1].data, frozen)
+    assert optimizer.state[0]["step"] == 3 and optimizer.state[1]["step"] == 1
+
+
+def test_has_grad_follows_backward_assignment_in_place_writes_and_zero_grad():
+    parameter = minidl.Parameter(numpy.zeros(3))
+    assert not parameter.has_grad
+    parameter.grad += numpy.zeros(3)  # a backward that adds a zero gradient still delivers one, as in PyTorch
+    assert parameter.has_grad
+    parameter.zero_grad()
+    assert not parameter.has_grad
+    parameter.grad[...] = 1.0
+    assert parameter.has_grad
+
+
 def test_parameter_groups_and_learning_rate_changes_match_torch(torch, rng):
     parameters = make_parameters(rng, numpy.float64)
     tensors = [torch.tensor(p.data.copy(), requires_grad=True) for p in parameters]
@@ -129,6 +187,8 @@ def test_load_state_dict_rejects_bad_keys_and_shapes_before_changing_anything(rn
     with pytest.raises(KeyError, match=r"parameter 0 has state \['exp_avg'\]"):
         target.load_state_dict({**{k: v for k, v in good.items() if "momentum_buffer" not in k},
                                 "state.0.exp_avg": numpy.zeros((3, 4))})
+    with pytest.raises(TypeError, match=r"'state.1.momentum_buffer' has dtype complex128; expected real numbers"):
+        target.load_state_dict({**good, "state.1.momentum_buffer": good["state.1.momentum_buffer"] * 1j})
     assert target.lr == 0.5 and target.state == {}
 
 

@@ -82,6 +82,23 @@ def test_mis_shaped_key_is_named_and_nothing_is_copied():
         numpy.testing.assert_array_equal(value, before[key])
 
 
+@pytest.mark.parametrize("bad_value, dtype_text", [
+    (numpy.full((1,), "x"), "<U1"),
+    (numpy.full((1,), 1 + 2j, numpy.complex64), "complex64"),
+    (numpy.array([None], dtype=object), "object"),
+])
+def test_a_value_that_is_not_real_numbers_is_named_and_nothing_is_copied(bad_value, dtype_text):
+    model = small_model()
+    before = model.state_dict()
+    state = {key: numpy.ones_like(value) for key, value in before.items()}
+    state["2.bias"] = bad_value  # the last key: every other would be copied if not checked first
+    with pytest.raises(TypeError, match=f"Sequential.load_state_dict: key '2.bias' has dtype {dtype_text}; "
+                                        "expected a real number array"):
+        model.load_state_dict(state)
+    for key, value in model.state_dict().items():
+        numpy.testing.assert_array_equal(value, before[key])
+
+
 def test_non_strict_load_reports_and_loads_the_rest():
     model = small_model()
     state = {"0.weight": numpy.ones((3, 2, 3, 3)), "extra": numpy.zeros(1)}

@@ -104,7 +104,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys)
         [[row[c] for c in columns] for row in history_of(stopped)]
 
 
-def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("stop_signal, status_wanted, said", [(signal.SIGINT, 130, "interrupted in"),
+                                                               (signal.SIGTERM, 143, "interrupted by SIGTERM in")])
+def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch, stop_signal,
+                                                                status_wanted, said):
     straight, interrupted = str(tmp_path / "straight"), str(tmp_path / "interrupted")
     assert run_main(TINY + ["--epochs", "2", "--out", straight], capsys)[0] == 0
     original_step, calls = loop_module.Trainer._train_step, []
@@ -112,12 +115,12 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys
     def step_then_press_ctrl_c(self, *args):
         calls.append(args)
         if len(calls) == 5:  # epoch 2, second step (three batches per epoch)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), stop_signal)
         return original_step(self, *args)
 
     monkeypatch.setattr(loop_module.Trainer, "_train_step", step_then_press_ctrl_c)
     status, _, err = run_main(TINY + ["--epochs", "2", "--out", interrupted], capsys)
-    assert status == 130 and "interrupted in epoch 2 after step 2" in err
+    assert status == status_wanted and f"{said} epoch 2 after step 2" in err
     assert int(minidl.load(os.path.join(interrupted, "last.npz"))["step"]) == 2
     monkeypatch.setattr(loop_module.Trainer, "_train_step", original_step)
     assert run_main(["--resume", os.path.join(interrupted, "last.npz"), "--quiet"], capsys)[0] == 0

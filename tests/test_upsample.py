@@ -105,6 +105,8 @@ def test_band_blocks_of_a_doubling_are_narrow():
     (dict(scale_factor=2, mode="bicubic"), ValueError, "mode"),
     (dict(scale_factor=2, align_corners=True), ValueError, "align_corners"),
     (dict(scale_factor=-1), ValueError, "positive"),
+    (dict(scale_factor=float("nan")), ValueError, "scale_factor must be positive and finite, got nan"),
+    (dict(scale_factor=(2, float("inf"))), ValueError, r"scale_factor must be positive and finite, got \(2, inf\)"),
     (dict(size=(2, 3, 4)), ValueError, "pair"),
 ])
 def test_rejects_bad_construction(kwargs, error, message):

@@ -3,7 +3,7 @@
 ``load_pairs(pairs, size, cache_dir)`` -> images (N, H, W) float32 in [0, 1], masks (N, H, W) bool.
 The cache is one npz per dataset folder and size, written atomically with
 ``minidl.save`` (never pickled). Each entry is keyed by its files' paths,
-modification times and byte sizes, the target size and the mask rule, so a
+modification times, byte sizes and a digest of their first 64 KiB, the target size and the mask rule, so a
 changed file is decoded again and large originals (4000x5000) are decoded only
 once. Every pair that decodes is cached, even when others fail or the run is
 interrupted; the failures are then reported together, each with its reason.
@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from ..serialization import load, probe_writable, save
 from .errors import DataError, listing
-from .images import image_size, read_image, read_mask, resize_image, resize_mask
+from .images import image_size, read_image, read_mask, resize_image, resize_mask, warn_rescaled
 
 CACHE_FORMAT = "masks-v2"  # part of every cache key: bump it when decoding changes (v2: 0/1 label masks)
+HASHED_BYTES = 1 << 16  # the leading bytes of each file that its cache key digests
 _warned = set()  # messages already printed by ``_warn_once``
 
 
@@ -74,12 +75,20 @@ def usable_cache_dir(cache_dir):
 
 
 def _file_key(path):
-    status = os.stat(path)
-    return f"{os.path.abspath(path)}|{status.st_mtime_ns}|{status.st_size}"
+    """``path``'s absolute path, mtime, byte size and a digest of its first ``HASHED_BYTES``, so a file replaced
+    by another of the same size and time is not taken for it. An unreadable file gets a key no entry has: its
+    decoding then reports why."""
+    try:
+        status = os.stat(path)
+        with open(path, "rb") as stream:
+            digest = hashlib.sha1(stream.read(HASHED_BYTES)).hexdigest()[:16]
+    except OSError:
+        return f"{os.path.abspath(path)}|unreadable"
+    return f"{os.path.abspath(path)}|{status.st_mtime_ns}|{status.st_size}|{digest}"
 
 
 def pair_key(pair, size):
-    """The cache key of one pair at ``size``: its files' paths, mtimes and byte sizes, the size and the mask rule."""
+    """The cache key of one pair at ``size``: its files' ``_file_key``s, the size and the mask rule."""
     files = [pair.image, *pair.masks]
     return "#".join(_file_key(path) for path in files) + f"#{size[0]}x{size[1]}#{CACHE_FORMAT}"
 
@@ -99,10 +108,12 @@ def check_pair_sizes(pair):
                             f"is {width}x{height}")
 
 
-def load_pair(pair, size):
-    """Decode one pair and resize both to ``size``: (H, W) float32 in [0, 1], (H, W) bool."""
+def load_pair(pair, size, rescaled=None):
+    """Decode one pair and resize both to ``size``: (H, W) float32 in [0, 1], (H, W) bool.
+
+    ``rescaled`` (a list, when given) gathers the image if ``read_image`` scaled it by its own range."""
     check_pair_sizes(pair)
-    return resize_image(read_image(pair.image), size), resize_mask(read_mask(pair.masks), size)
+    return resize_image(read_image(pair.image, rescaled), size), resize_mask(read_mask(pair.masks), size)
 
 
 def _read_cache(path):
@@ -148,14 +159,16 @@ def _decode(pairs, indices, size, images, masks, stored, keys, progress):
     """Decode ``pairs[indices]`` into ``images`` and ``masks``; {index: reason} of those that fail.
 
     ``stored[index]`` gets the key of each pair decoded, as it is decoded, so an interrupted run can cache them.
+    Images scaled by their own range are warned about in one line at the end.
     """
-    failures = {}
+    failures, rescaled = {}, []
     for index in tqdm(indices, desc="decoding images", unit="img", disable=not progress or len(indices) < 20):
         try:
-            images[index], masks[index] = load_pair(pairs[index], size)
+            images[index], masks[index] = load_pair(pairs[index], size, rescaled)
             stored[index] = keys[index]
         except DataError as error:
             failures[index] = str(error)
+    warn_rescaled(rescaled)
     return failures
 
 

@@ -2,11 +2,15 @@
 
 ``read_image(path)`` -> (H, W) float32 in [0, 1]: 8- or 16-bit, grayscale, RGB
 or palette PNG and JPEG, each scaled by its own dtype's range (RGB becomes
-luminance). ``read_mask(paths)`` -> (H, W) bool: each file binarised by
+luminance); float (TIFF) images beyond [0, 1], such as Hounsfield-like -1000..2000,
+by their own minimum and maximum (``read_image``'s ``rescaled`` list gathers them for ``warn_rescaled``), and NaN
+pixels are an error. ``read_mask(paths)`` -> (H, W) bool: each file binarised by
 ``binarise_mask``, several files (Montgomery's left and right masks) combined
 as their union. ``resize_image`` is bilinear and ``resize_mask`` nearest, both
 with Pillow. Errors name the file.
 """
+import sys
+
 import numpy
 from PIL import Image, UnidentifiedImageError
 
@@ -20,9 +24,16 @@ def _open(path):
     try:
         image = Image.open(path)
         image.load()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
         raise DataError(f"cannot read image {path}: {error}") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {_reason(error)}") from None
     return image
+
+
+def _reason(error):
+    """An OSError's reason without the path Python repeats in ``str`` (the message names the file already)."""
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
 
 
 def image_size(path):
@@ -30,31 +41,58 @@ def image_size(path):
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:
         raise DataError(f"cannot read image {path}: {error}") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+        raise DataError(f"cannot read image {path}: {_reason(error)}") from None
     return height, width
 
 
-def _as_unit_gray(image, path):
-    """A Pillow image of any supported mode as (H, W) float64 in [0, 1], scaled by its dtype's range."""
+def _own_range(pixels, path, scale, rescaled):
+    """Pixels of a 32-bit integer or float image as float32 in [0, 1]: divided by ``scale`` when they lie in
+    [0, scale], else scaled by their own minimum and maximum (``path`` is then appended to ``rescaled``, a list
+    or None). NaN is an error."""
+    pixels = pixels.astype(numpy.float32)
+    if numpy.isnan(pixels).any():
+        raise DataError(f"cannot read image {path}: it holds NaN pixels")
+    low, high = float(pixels.min(initial=0.0)), float(pixels.max(initial=0.0))
+    if 0.0 <= low and high <= scale:
+        return pixels / numpy.float32(scale)
+    if rescaled is not None:
+        rescaled.append(path)
+    pixels -= numpy.float32(low)
+    return pixels / numpy.float32(high - low) if high > low else pixels
+
+
+def warn_rescaled(files):
+    """One warning line on stderr for the ``files`` (if any) that ``read_image`` scaled by their own minimum and
+    maximum: float images beyond [0, 1], 32-bit integer images beyond 16 bits."""
+    if files:
+        print(f"warning: {len(files)} image file{'s' * (len(files) != 1)} held values outside [0, 1] (float) or "
+              f"beyond 16 bits and were scaled by their own minimum and maximum, first {files[0]}", file=sys.stderr)
+
+
+def _as_unit_gray(image, path, rescaled=None):
+    """A Pillow image of any supported mode as (H, W) float32 in [0, 1], scaled by its dtype's range."""
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
         image = image.convert("L")
     pixels = numpy.asarray(image)
     if image.mode in _INTEGER_RANGES:
-        return pixels.astype(numpy.float64) / _INTEGER_RANGES[image.mode]
-    if image.mode == "I":  # the 32-bit container older Pillows decode 16-bit PNGs into
-        return numpy.clip(pixels.astype(numpy.float64) / 65535, 0.0, 1.0)
+        return pixels.astype(numpy.float32) / numpy.float32(_INTEGER_RANGES[image.mode])
+    if image.mode == "I":  # 32-bit integers: older Pillows decode 16-bit PNGs into this container
+        return _own_range(pixels, path, 65535.0, rescaled)
     if image.mode == "F":
-        return numpy.clip(pixels.astype(numpy.float64), 0.0, 1.0)
+        return _own_range(pixels, path, 1.0, rescaled)
     raise DataError(f"cannot read image {path}: unsupported pixel mode {image.mode}")
 
 
-def read_image(path):
-    """A radiograph as (H, W) float32 gray in [0, 1]."""
+def read_image(path, rescaled=None):
+    """A radiograph as (H, W) float32 gray in [0, 1]; ``path`` is appended to the list ``rescaled`` (when given)
+    if its values were scaled by their own minimum and maximum."""
     with _open(path) as image:
-        return _as_unit_gray(image, path).astype(numpy.float32)
+        return _as_unit_gray(image, path, rescaled)
 
 
 def binarise_mask(gray):
@@ -88,7 +126,7 @@ def resize_image(image, size):
     height, width = size
     if image.shape == (height, width):
         return image.astype(numpy.float32, copy=False)
-    resized = Image.fromarray(image.astype(numpy.float32)).resize((width, height), Image.BILINEAR)
+    resized = Image.fromarray(image.astype(numpy.float32, copy=False)).resize((width, height), Image.BILINEAR)
     return numpy.clip(numpy.asarray(resized, numpy.float32), 0.0, 1.0)
 
 

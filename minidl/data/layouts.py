@@ -15,6 +15,7 @@ every unpaired file by name. Two images whose names differ only in the extension
 (``c0.png`` and ``c0.jpg``) would share one mask, so they are an error.
 """
 import os
+import stat
 from dataclasses import dataclass, field
 
 from .errors import DataError, listing
@@ -58,11 +59,35 @@ class DatasetReport:
         return text
 
 
+def _listing(folder):
+    """``os.listdir(folder)``; a folder that cannot be read (permissions, a symlink loop) is a ``DataError``."""
+    try:
+        return os.listdir(folder)
+    except OSError as error:
+        raise DataError(f"cannot read the folder {folder}: {error.strerror or error}") from None
+
+
+def _subfolders(root):
+    """The paths of ``root``'s visible sub-folders, sorted; one that cannot be followed is a ``DataError``."""
+    children = []
+    for name in sorted(_listing(root)):
+        path = os.path.join(root, name)
+        try:
+            is_folder = not name.startswith(".") and stat.S_ISDIR(os.stat(path).st_mode)
+        except FileNotFoundError:
+            continue  # a dangling symlink: no folder there
+        except OSError as error:
+            raise DataError(f"--data {root}: cannot open {path}: {error.strerror or error}") from None
+        if is_folder:
+            children.append(path)
+    return children
+
+
 def _image_files(folder):
     """{file name: path} of the image files in ``folder`` (not recursive), sorted by name."""
     if not os.path.isdir(folder):
         return {}
-    names = sorted(name for name in os.listdir(folder)
+    names = sorted(name for name in _listing(folder)
                    if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
     return {name: os.path.join(folder, name) for name in names}
 
@@ -159,7 +184,7 @@ def find_pairs(root):
         raise DataError(f"--data {root}: is a file, not a folder (give the dataset's folder)")
     if not os.path.isdir(root):
         raise DataError(f"--data {root}: no such folder")
-    children = sorted(entry.path for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    children = _subfolders(root)
     for folder in [root] + children:
         report = _detect_in(folder)
         if report is not None:

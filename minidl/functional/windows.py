@@ -6,7 +6,10 @@ def pair(value, name="argument"):
     """An int or a pair of ints -> a tuple ``(for_height, for_width)``."""
     if isinstance(value, numbers.Integral):
         return (int(value), int(value))
-    values = tuple(value)
+    try:
+        values = tuple(value)
+    except TypeError:  # a float or None: not a pair either
+        values = ()
     if len(values) != 2 or not all(isinstance(v, numbers.Integral) for v in values):
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     return (int(values[0]), int(values[1]))

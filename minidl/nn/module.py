@@ -34,6 +34,28 @@ def remove_call_observer(observer):
     _call_observers.remove(observer)
 
 
+LOADABLE_KINDS = "biuf"  # bool, integers, floats: the dtype kinds a state_dict value may have
+
+
+def _checked_value(owner, key, value, target):
+    """``value`` as a host array that ``load_state_dict`` can copy into ``target``; else an error naming ``key``.
+
+    A value of another shape is a RuntimeError (as PyTorch); one that is not numeric (strings, objects) or
+    complex (its imaginary part would be dropped) is a TypeError.
+    """
+    try:
+        value = backend.to_numpy(value.detach() if hasattr(value, "detach") else value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{owner}.load_state_dict: key '{key}' is not an array ({error})") from None
+    if value.dtype.kind not in LOADABLE_KINDS:
+        raise TypeError(f"{owner}.load_state_dict: key '{key}' has dtype {value.dtype}; expected a real number "
+                        f"array to copy into the model's {target.dtype}")
+    if tuple(value.shape) != tuple(target.shape):
+        raise RuntimeError(f"{owner}.load_state_dict: key '{key}' has shape {tuple(value.shape)}, "
+                           f"the model expects {tuple(target.shape)}")
+    return value
+
+
 class Module:
     """Base class of every layer and model."""
 
@@ -188,8 +210,9 @@ class Module:
         """Copy values into the existing arrays, cast to their dtype.
 
         Keys missing from ``state_dict`` or not in the model are errors when
-        ``strict``; a shape mismatch is always an error (RuntimeError, as PyTorch). Every problem is
-        checked before anything is copied. Returns ``(missing_keys, unexpected_keys)``.
+        ``strict``; a shape mismatch is always an error (RuntimeError, as PyTorch), and so is a value that is
+        not a real number array (TypeError: strings, objects, complex numbers). Every problem is checked, and
+        named by its key, before anything is copied. Returns ``(missing_keys, unexpected_keys)``.
         """
         targets = {full_name: (module, name, is_parameter)
                    for full_name, module, name, is_parameter in self._named_state()}
@@ -203,12 +226,7 @@ class Module:
             if key not in state_dict:
                 continue
             target = module._parameters[name].data if is_parameter else module._buffers[name]
-            value = state_dict[key]
-            value = backend.to_numpy(value.detach() if hasattr(value, "detach") else value)
-            if tuple(value.shape) != tuple(target.shape):
-                raise RuntimeError(f"{owner}.load_state_dict: key '{key}' has shape {tuple(value.shape)}, "
-                                 f"the model expects {tuple(target.shape)}")
-            values[key] = value
+            values[key] = _checked_value(owner, key, state_dict[key], target)
         for key, value in values.items():
             module, name, is_parameter = targets[key]
             target = module._parameters[name].data if is_parameter else module._buffers[name]
@@ -257,8 +275,7 @@ class Module:
         for module in self.modules():
             object.__setattr__(module, "cache", None)
             for parameter in module._parameters.values():
-                parameter.data = convert(parameter.data)
-                parameter.grad = convert(parameter.grad)
+                parameter.convert(convert)
             for name, buffer in list(module._buffers.items()):
                 module._buffers[name] = convert(buffer)
                 object.__setattr__(module, name, module._buffers[name])

@@ -15,8 +15,8 @@ def _number_pair(value, name, kind):
     values = (value, value) if isinstance(value, numbers.Number) else tuple(value)
     if len(values) != 2 or not all(isinstance(v, kind) and not isinstance(v, bool) for v in values):
         raise ValueError(f"Upsample: {name} must be a number or a pair, got {value!r}")
-    if min(values) <= 0:
-        raise ValueError(f"Upsample: {name} must be positive, got {value!r}")
+    if not all(0 < v < math.inf for v in values):  # also refuses NaN, which every comparison fails
+        raise ValueError(f"Upsample: {name} must be positive and finite, got {value!r}")
     return values
 
 

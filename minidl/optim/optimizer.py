@@ -90,9 +90,14 @@ class Optimizer:
                 index += 1
 
     def step(self):
-        """Update every parameter from its ``.grad``."""
+        """Update every parameter that has a gradient (``has_grad``) from its ``.grad``.
+
+        A parameter that got none since ``zero_grad()`` (a frozen branch, a layer the forward skipped) is
+        neither moved nor has its state advanced, as torch.optim skips a ``grad`` of None.
+        """
         for index, parameter, group in self.indexed_parameters():
-            self.update(parameter, self.state.setdefault(index, {}), group)
+            if parameter.has_grad:
+                self.update(parameter, self.state.setdefault(index, {}), group)
 
     def zero_grad(self):
         for _, parameter, _ in self.indexed_parameters():
@@ -115,7 +120,7 @@ class Optimizer:
     def load_state_dict(self, state_dict):
         """Restore hyperparameters and state from ``state_dict()`` output (or ``minidl.load`` of it).
 
-        Every key is checked (missing, unexpected, mis-shaped) before anything changes.
+        Every key is checked (missing, unexpected, mis-shaped, not real numbers) before anything changes.
         """
         name = type(self).__name__
         groups = [self._read_group(state_dict, g) for g in range(len(self.param_groups))]
@@ -159,6 +164,9 @@ class Optimizer:
     def _read_state_value(self, key, index, value, parameter):
         """A number, or an array copied onto the parameter's device in its dtype after a shape check."""
         array = numpy.asarray(to_numpy(value))
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{type(self).__name__}.load_state_dict: 'state.{index}.{key}' has dtype {array.dtype}; "
+                            "expected real numbers")
         if array.ndim == 0 and key == "step":
             return int(array)
         if array.shape != tuple(parameter.shape):

@@ -19,7 +19,7 @@ def build_model(config):
 
     ``config.init_features`` (when set) is SegNetSmall's first width, SegNetBasic's width, and the first
     VGG width of SegNet and the FCNs (then ``(f, 2f, 4f, 8f, 8f)``, FCN fc layers ``64 f``).
-    A model constructor's ValueError becomes a ``ConfigError`` naming the settings.
+    A model constructor's ValueError or MemoryError becomes a ``ConfigError`` naming the settings.
     """
     try:
         return _construct_model(config)
@@ -28,6 +28,9 @@ def build_model(config):
     except ValueError as error:
         raise ConfigError(f"--model {config.model} --init-features {config.init_features}: "
                           f"the model cannot be built ({error})") from None
+    except MemoryError:
+        raise ConfigError(f"--model {config.model} --init-features {config.init_features}: the model's weights "
+                          "do not fit in memory; choose a smaller --init-features") from None
 
 
 def _construct_model(config):

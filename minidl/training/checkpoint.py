@@ -117,20 +117,48 @@ def _check_progress_fields(flat, epoch, path):
 
 REQUIRED = ("config", "epoch", "step", "rng.state", "rng.has_uint32", "rng.uinteger", "best_dice")
 WEIGHT_SECTIONS = ("model.", "optim.")
+PROGRESS_SECTIONS = ("history.", "partial.")
+
+
+SMALL_FIELDS_LIMIT = 64 << 20  # bytes all fields but the weights may declare: a million epochs of history
+
+
+def _small_field(name):
+    """Whether ``name`` is a field ``read_checkpoint`` reads besides the weights; no other entry is ever read."""
+    return name in REQUIRED or name == "dataset" or name.startswith(PROGRESS_SECTIONS)
+
+
+def _read_fields(path, weights):
+    """The checkpoint's fields, read in two passes: the small ones (settings, position, history) under
+    ``SMALL_FIELDS_LIMIT``, then, with ``weights``, the model and optimizer arrays under the memory limit."""
+    flat = load(path, keep=_small_field, max_bytes=SMALL_FIELDS_LIMIT)
+    if weights:
+        flat.update(load(path, keep=lambda name: name.startswith(WEIGHT_SECTIONS)))
+    return flat
+
+
+def checkpoint_file(path):
+    """The checkpoint file ``path`` names: itself, or in a run folder its last.npz, else its best.npz (a run
+    killed before its first last.npz was written), else the missing last.npz (for the error to name)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return path
+    last, best = os.path.join(path, "last.npz"), os.path.join(path, "best.npz")
+    return best if not os.path.exists(last) and os.path.exists(best) else last
 
 
 def read_checkpoint(path, weights=True):
     """Load a checkpoint: a dict with "model", "optim", "history", "partial" sub-dicts, "config" and the rest.
 
-    ``weights=False`` skips the model and optimizer arrays (their sub-dicts stay empty): the position,
-    history and settings alone, cheaply. Raises ``CheckpointError`` naming the file (and the field) when
-    it is missing, unreadable, not a minidl checkpoint or has a malformed field.
+    ``path`` is a file or a run folder: its last.npz, or its best.npz when a run was stopped before writing
+    last.npz. ``weights=False`` skips the model and optimizer arrays (their sub-dicts stay empty): the
+    position, history and settings alone, cheaply. Entries of no known field are not read at all, and every
+    entry's declared size is checked before any is read (``minidl.load``). Raises ``CheckpointError`` naming
+    the file (and the field) when it is missing, unreadable, not a minidl checkpoint or has a malformed field.
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, "last.npz")
+    path = checkpoint_file(path)
     try:
-        flat = load(path, keep=None if weights else lambda name: not name.startswith(WEIGHT_SECTIONS))
+        flat = _read_fields(path, weights)
     except (FileNotFoundError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: {error}") from None
     if any(key not in flat for key in REQUIRED):
@@ -153,13 +181,13 @@ def _reason(error):
 
 
 def _load_into(target, state, checkpoint, what):
-    """``target.load_state_dict(state)``; a missing, unexpected or mis-shaped key is a ``CheckpointError``.
+    """``target.load_state_dict(state)``; a missing, unexpected, mis-shaped or mis-typed key is a ``CheckpointError``.
 
     ``what`` reads on with "not fit the model": "weights do", "optimizer state does".
     """
     try:
         target.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError) as error:
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
         raise CheckpointError(f"checkpoint {checkpoint['path']}: {what} not fit the model "
                               f"({_reason(error)})") from None
 

@@ -4,13 +4,14 @@ import os
 import numpy
 from PIL import Image
 
-from ..data import find_pairs, load_pairs, read_image, resize_image
+from ..data import find_pairs, load_pairs, read_image, resize_image, warn_rescaled
+from ..data.errors import listing
 from ..serialization import atomic_output
 from .builders import build_loss, build_model, check_device
 from .checkpoint import load_model_weights, read_checkpoint
 from .errors import ConfigError
 from .evaluation import evaluate, predict_probabilities
-from .plots import overlay
+from .plots import gray_bytes, overlay
 
 
 def load_trained_model(checkpoint_path, device="cpu"):
@@ -42,33 +43,92 @@ def output_stems(paths):
     return owners
 
 
-def predict_files(model, config, paths, out_dir, device="cpu"):
+def output_paths(stems, out_dir):
+    """{stem: (mask path, overlay path)}: the files ``predict_files`` writes for each input."""
+    return {stem: (os.path.join(out_dir, f"{stem}_mask.png"), os.path.join(out_dir, f"{stem}_overlay.png"))
+            for stem in stems}
+
+
+def _identity(path):
+    """(device, inode) of an existing file, None for a missing one."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def check_outputs(outputs, inputs, overwrite=False):
+    """Refuse, before anything is read or written, an output that is one of the inputs (always: the prediction
+    would replace its own source) and an existing output (unless ``overwrite``): a ``ConfigError`` naming them."""
+    sources = {os.path.realpath(path) for path in inputs} | ({_identity(path) for path in inputs} - {None})
+    clobbered = [path for path in outputs if os.path.realpath(path) in sources or _identity(path) in sources]
+    if clobbered:
+        raise ConfigError(f"predict would write over its own input{'s' * (len(clobbered) > 1)} "
+                          f"{listing(clobbered, ', ')}; choose another --out")
+    existing = [path for path in outputs if os.path.lexists(path)]
+    if existing and not overwrite:
+        raise ConfigError(f"--out already holds {listing(existing, ', ')}; predict never replaces a file unless "
+                          "--overwrite is given (or choose another --out)")
+
+
+def _predict_at_training_size(model, config, path, device, rescaled):
+    """(P(lung) at the training size, the image's (height, width)) for one input file."""
+    image = read_image(path, rescaled)
+    resized = resize_image(image, (config.size, config.size))
+    return predict_probabilities(model, resized[None, None], 1, device)[0], image.shape
+
+
+ROWS_PER_BAND = 512  # output rows resized at a time, so a large image's probability is never held at full size
+
+
+def upscaled_mask(probability, shape):
+    """The (S, S) float32 ``probability`` resized bilinearly to ``shape`` = (height, width), cut at 0.5: bool.
+
+    Resized in bands of rows (Pillow's ``box``, each band the same source rectangle a whole resize reads), so
+    only the bool mask is full size; the values agree with one whole resize to float32 rounding (about 1e-6).
+    """
+    height, width = shape
+    source, (source_height, source_width) = Image.fromarray(probability), probability.shape
+    mask = numpy.empty(shape, bool)
+    for top in range(0, height, ROWS_PER_BAND):
+        bottom = min(height, top + ROWS_PER_BAND)
+        box = (0, top * source_height / height, source_width, bottom * source_height / height)
+        band = source.resize((width, bottom - top), Image.BILINEAR, box=box)
+        mask[top:bottom] = numpy.asarray(band) >= 0.5
+    return mask
+
+
+def _write_outputs(path, probability, shape, mask_path, overlay_path):
+    """The mask (the probability resized bilinearly to ``shape`` and cut at 0.5) and the overlay of one input."""
+    mask = upscaled_mask(probability, shape)
+    with atomic_output(mask_path) as temporary:
+        Image.fromarray(mask.astype(numpy.uint8) * numpy.uint8(255)).save(temporary)
+    gray = gray_bytes(read_image(path))
+    with atomic_output(overlay_path) as temporary:
+        overlay(gray, mask).save(temporary)
+
+
+def predict_files(model, config, paths, out_dir, device="cpu", overwrite=False):
     """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` at each image's original size.
 
     Each image is resized to the training size, segmented, and the lung probability resized back
-    (bilinear) and thresholded at 0.5. Before anything is written, every input is decoded once and the
-    output names are checked to be distinct: a bad input leaves ``out_dir`` untouched (each image is then
-    decoded again to predict it, rather than all of them held in memory). Returns the written file paths.
+    (bilinear) and thresholded at 0.5. Before anything is written: the output names are checked to be
+    distinct, none of them an input and none an existing file (unless ``overwrite``), and every input is
+    decoded and segmented. So a bad input leaves ``out_dir`` untouched; only the small training-size
+    probabilities are kept, and each image is decoded once more to draw its overlay. Returns the written paths.
     """
     stems = output_stems(paths)
-    for path in paths:
-        read_image(path)
+    outputs = output_paths(stems, out_dir)
+    check_outputs([path for pair in outputs.values() for path in pair], paths, overwrite)
+    rescaled = []
+    predicted = {stem: _predict_at_training_size(model, config, path, device, rescaled)
+                 for stem, path in stems.items()}
+    warn_rescaled(rescaled)
     os.makedirs(out_dir, exist_ok=True)
-    written = []
     for stem, path in stems.items():
-        image = read_image(path)
-        resized = resize_image(image, (config.size, config.size))
-        probability = predict_probabilities(model, resized[None, None], 1, device)[0]
-        probability = numpy.asarray(Image.fromarray(probability).resize(image.shape[::-1], Image.BILINEAR))
-        mask = probability >= 0.5
-        mask_path = os.path.join(out_dir, f"{stem}_mask.png")
-        overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
-        with atomic_output(mask_path) as temporary:
-            Image.fromarray(mask.astype(numpy.uint8) * 255).save(temporary)
-        with atomic_output(overlay_path) as temporary:
-            overlay(image, mask).save(temporary)
-        written += [mask_path, overlay_path]
-    return written
+        _write_outputs(path, *predicted[stem], *outputs[stem])
+    return [path for stem in stems for path in outputs[stem]]
 
 
 def evaluate_folder(model, config, data, cache_dir=None, device="cpu", log=print):

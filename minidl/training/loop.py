@@ -30,28 +30,56 @@ from .plots import plot_curves, plot_predictions
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "seconds")
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 class TrainingInterrupted(Exception):
-    """Ctrl-C stopped training after a checkpoint was saved; the message says where."""
+    """Ctrl-C or a stop signal ended training after a checkpoint was saved; the message says where.
+
+    ``signal_number`` is the signal's (SIGINT for Ctrl-C): the program exits with 128 plus it.
+    """
+
+    def __init__(self, message, signal_number=signal.SIGINT):
+        super().__init__(message)
+        self.signal_number = int(signal_number)
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside the training loop, raised as Ctrl-C's KeyboardInterrupt is (so every cleanup
+    that Ctrl-C runs runs too); ``signal_number`` says which."""
+
+    def __init__(self, signal_number):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = int(signal_number)
+
+
+def raise_stop_signal(signum, frame):
+    """A signal handler: SIGINT raises KeyboardInterrupt, SIGTERM and SIGHUP ``StopSignal``."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise StopSignal(signum)
 
 
 @contextmanager
 def interrupt_flag():
-    """Within the block, Ctrl-C sets ``flag["requested"]`` instead of raising (a second Ctrl-C raises)."""
-    flag = {"requested": False}
+    """Within the block, Ctrl-C, SIGTERM and SIGHUP set ``flag["requested"]`` to the signal's number instead of
+    raising (a second one raises, as ``raise_stop_signal``)."""
+    flag = {"requested": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def request_stop(signum, frame):
-        if flag["requested"]:
-            raise KeyboardInterrupt
-        flag["requested"] = True
+        if flag["requested"] is not None:
+            raise_stop_signal(signum, frame)
+        flag["requested"] = signum
 
-    previous = signal.signal(signal.SIGINT, request_stop)
+    previous = {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def epoch_generator(seed, epoch):
@@ -150,13 +178,16 @@ class Trainer:
         for step, (indices, augmentation) in enumerate(self._batches(generator)):
             if step < first_step:
                 continue
-            if interrupt["requested"]:
+            if interrupt["requested"] is not None:
                 bar.close()
                 totals["dice"] += read_sum(dice_sums)
                 totals["seconds"] = time.perf_counter() - started
                 self.save("last.npz", epoch, step, epoch_start, totals)
-                raise TrainingInterrupted(f"interrupted in epoch {epoch + 1} after step {step}: saved "
-                                          f"{self.path('last.npz')}; continue with --resume {self.run_dir}")
+                cause = "" if interrupt["requested"] == signal.SIGINT else \
+                    f" by {signal.Signals(interrupt['requested']).name}"
+                raise TrainingInterrupted(f"interrupted{cause} in epoch {epoch + 1} after step {step}: saved "
+                                          f"{self.path('last.npz')}; continue with --resume {self.run_dir}",
+                                          interrupt["requested"])
             images, masks = self._batch_on_device(indices)
             if augmentation is not None:
                 images, masks = apply_augmentation(images, masks, augmentation)

@@ -46,16 +46,46 @@ def plot_predictions(images, masks, probabilities, path, count=6):
         figure.savefig(temporary)
 
 
-def overlay(image, mask, colour=(255, 64, 64), alpha=0.35):
-    """An RGB uint8 picture of a gray (H, W) image in [0, 1] with the mask tinted and its outline drawn."""
-    gray = numpy.round(numpy.clip(image, 0.0, 1.0) * 255).astype(numpy.uint8)
-    picture = numpy.repeat(gray[..., None], 3, axis=2).astype(numpy.float64)
-    tint = numpy.array(colour, dtype=numpy.float64)
-    picture[mask] = (1 - alpha) * picture[mask] + alpha * tint
+ROWS_PER_CHUNK = 512  # rows converted at a time, so no full-size float temporary is made
+
+
+def gray_bytes(image):
+    """(H, W) float in [0, 1] -> (H, W) uint8 round(255 * clip(image)), converted in bands of rows."""
+    gray = numpy.empty(image.shape, numpy.uint8)
+    for start in range(0, image.shape[0], ROWS_PER_CHUNK):
+        band = numpy.clip(image[start:start + ROWS_PER_CHUNK], 0.0, 1.0).astype(numpy.float32)
+        gray[start:start + ROWS_PER_CHUNK] = numpy.round(band * 255)
+    return gray
+
+
+def _outline(mask):
+    """The pixels of an (H, W) bool mask with a 4-neighbour outside it (the picture's border counts as inside)."""
     interior = mask.copy()
     interior[1:, :] &= mask[:-1, :]
     interior[:-1, :] &= mask[1:, :]
     interior[:, 1:] &= mask[:, :-1]
     interior[:, :-1] &= mask[:, 1:]
-    picture[mask & ~interior] = tint
-    return Image.fromarray(numpy.round(picture).astype(numpy.uint8))
+    return mask & ~interior
+
+
+def overlay(image, mask, colour=(255, 64, 64), alpha=0.35):
+    """An RGB uint8 picture of a gray (H, W) image (uint8, or float in [0, 1]) with the mask tinted and its
+    outline drawn.
+
+    Built in uint8, a band of rows at a time: a tinted pixel is looked up in a 256-entry table of
+    round((1 - alpha) * gray + alpha * colour), and each band's outline is found with one row of the mask
+    above and below it, so a large radiograph needs little more than the picture itself.
+    """
+    gray = image if image.dtype == numpy.uint8 else gray_bytes(image)
+    tinted = numpy.round((1 - alpha) * numpy.arange(256.0)[:, None] + alpha * numpy.array(colour, numpy.float64))
+    tinted, colour = tinted.astype(numpy.uint8), numpy.array(colour, numpy.uint8)
+    height = gray.shape[0]
+    picture = numpy.empty((*gray.shape, 3), numpy.uint8)
+    for top in range(0, height, ROWS_PER_CHUNK):
+        bottom = min(height, top + ROWS_PER_CHUNK)
+        above, below = max(0, top - 1), min(height, bottom + 1)
+        band, band_gray, band_mask = picture[top:bottom], gray[top:bottom], mask[top:bottom]
+        band[...] = band_gray[..., None]
+        band[band_mask] = tinted[band_gray[band_mask]]
+        band[_outline(mask[above:below])[top - above:bottom - above]] = colour
+    return Image.fromarray(picture)
