@@ -44,7 +44,6 @@ def step_conv_flop(model_name, shape):
     conv's 2 * N * (weight size) * (input pixels)."""
     import minidl
     from minidl.nn import Conv2d, ConvTranspose2d
-    from minidl.nn.module import add_call_observer, remove_call_observer
     forward_flop = []
 
     def count(module, inputs, output):
@@ -53,12 +52,13 @@ def step_conv_flop(model_name, shape):
             forward_flop.append(2 * output.shape[0] * module.weight.size * grid[0] * grid[1])
 
     model = build_model(model_name)
-    add_call_observer(count)
+    handles = [module.register_forward_hook(count) for module in model.modules()]
     try:
         with minidl.no_grad():
             model(numpy.zeros(shape, dtype=numpy.float32))
     finally:
-        remove_call_observer(count)
+        for handle in handles:
+            handle.remove()
     return 3 * sum(forward_flop) - forward_flop[0]
 
 
