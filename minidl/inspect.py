@@ -6,6 +6,8 @@
     stats = inspector.end_step()          # {(layer name, statistic): float}, one fetch from the device
     inspector.close()                     # the hooks come off
 
+and ``input_gradient(model, loss, x, target)``: d loss / d x, the saliency map of an input.
+
 Per leaf layer (a module without children), for every forward that will be backpropagated (so not under
 ``no_grad``) and the backward that follows:
 
@@ -135,6 +137,22 @@ class Inspector:
                            for (layer, statistic, _), value in zip(self.pending, values))
         self.pending = []
         return step
+
+
+def input_gradient(model, loss, x, target):
+    """d loss(model(x), target) / d x, x's shape, by the model's own backward in eval mode (batch norm uses its
+    running statistics). The parameters' ``.grad`` and the model's mode are as they were before."""
+    parameters = list(model.parameters())
+    kept_grads = [parameter.grad.copy() for parameter in parameters]
+    was_training = model.training
+    model.eval()
+    try:
+        loss(model(x), target)
+        return model.backward(loss.backward())
+    finally:
+        model.train(was_training)
+        for parameter, grad in zip(parameters, kept_grads):
+            parameter.grad[...] = grad
 
 
 def mean_over_steps(steps):
