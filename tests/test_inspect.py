@@ -91,3 +91,25 @@ def test_paused_and_closed_inspectors_record_nothing(rng):
     assert inspector.end_step() == {}
     inspector.close()
     assert all("forward" not in vars(module) and "backward" not in vars(module) for module in model.modules())
+
+
+def test_input_gradient_matches_finite_differences_and_leaves_grads_and_mode(rng):
+    from minidl import losses
+    from minidl.gradcheck import numerical_gradient, relative_error
+    from minidl.inspect import input_gradient
+    model = models.SegNetSmall(1, 1, init_features=2).double()
+    model.enc2.conv.weight.grad[...] = 7.0
+    x = rng.standard_normal((1, 1, 16, 16))
+    target = (rng.random((1, 1, 16, 16)) > 0.5).astype(numpy.float64)
+    loss = losses.BCEDiceLoss()
+    gradient = input_gradient(model, loss, x, target)
+    assert model.training and (model.enc2.conv.weight.grad == 7.0).all()
+    model.eval()
+
+    def scalar():
+        with no_grad():
+            return loss(model(x), target)
+
+    indices = rng.choice(x.size, 12, replace=False)
+    numeric = numerical_gradient(scalar, x, indices)
+    assert relative_error(gradient.reshape(-1)[indices], numeric) < 1e-6
