@@ -97,13 +97,16 @@ def test_input_gradient_matches_finite_differences_and_leaves_grads_and_mode(rng
     from minidl import losses
     from minidl.gradcheck import numerical_gradient, relative_error
     from minidl.inspect import input_gradient
-    model = models.SegNetSmall(1, 1, init_features=2).double()
-    model.enc2.conv.weight.grad[...] = 7.0
-    x = rng.standard_normal((1, 1, 16, 16))
-    target = (rng.random((1, 1, 16, 16)) > 0.5).astype(numpy.float64)
+    from minidl.nn import BatchNorm2d
+    model = Sequential(Conv2d(1, 3, 3, padding=1), BatchNorm2d(3), ReLU(), Conv2d(3, 1, 3, padding=1)).double()
+    model[1].running_mean[...] = [0.5, -0.2, 0.1]  # eval mode's statistics, away from the defaults
+    model[1].running_var[...] = [2.0, 0.5, 1.5]
+    model[3].weight.grad[...] = 7.0
+    x = rng.standard_normal((2, 1, 8, 8))
+    target = (rng.random((2, 1, 8, 8)) > 0.5).astype(numpy.float64)
     loss = losses.BCEDiceLoss()
     gradient = input_gradient(model, loss, x, target)
-    assert model.training and (model.enc2.conv.weight.grad == 7.0).all()
+    assert model.training and (model[3].weight.grad == 7.0).all()
     model.eval()
 
     def scalar():
