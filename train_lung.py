@@ -6,6 +6,8 @@
     python train_lung.py --make-synthetic DIR N                       write N synthetic pairs (Kaggle layout)
     python train_lung.py predict --checkpoint C IMAGES... --out DIR   masks and overlays at original size
     python train_lung.py evaluate --checkpoint C --data DIR           Dice and IoU on a dataset
+    python train_lung.py --inspect [options]                          train, writing gradient-flow pictures
+    python train_lung.py saliency --checkpoint C IMAGES... --out DIR  d loss / d input for image files
 
 Bad input and system faults (a full disk, permissions) give a clear error (one line, or a line per bad file
 of a dataset) and exit status 2; Ctrl-C, SIGTERM and SIGHUP save last.npz and exit with 128 + the signal
@@ -30,6 +32,7 @@ from minidl.training.folders import (SETTINGS_A_RUN_MAY_CHANGE, best_epoch, carr
                                      check_output_folder, check_resume_folder)
 from minidl.training.lock import folder_lock
 from minidl.training.loop import STOP_SIGNALS, StopSignal, raise_stop_signal
+from minidl.training.inspection import InspectedTrainer, saliency_files
 
 FLAGS = {"augment": "--no-augment"}  # the flags not named --<setting>
 DEFAULTS = TrainConfig()
@@ -74,7 +77,11 @@ def train_parser():
     option("--cache-dir", help=f"where decoded images are cached (default {default_cache_dir()})")
     option("--no-cache", action="store_true", help="do not cache decoded images")
     option("--quiet", action="store_true", help="no progress bars (training and image decoding)")
-    parser.epilog = "subcommands: predict --checkpoint C IMAGES... --out DIR | evaluate --checkpoint C --data DIR"
+    option("--inspect", action="store_true",
+           help="watch backprop: after every epoch write layer_stats.csv, gradient_flow.png, activations.png, "
+                "update_ratios.png and saliency.png in the run folder")
+    parser.epilog = ("subcommands: predict --checkpoint C IMAGES... --out DIR | evaluate --checkpoint C --data DIR | "
+                     "saliency --checkpoint C IMAGES... --out DIR")
     return parser
 
 
@@ -96,6 +103,17 @@ def evaluate_parser():
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--cache-dir", help="where decoded images are cached")
     parser.add_argument("--no-cache", action="store_true")
+    return parser
+
+
+def saliency_parser():
+    parser = Parser(prog="train_lung.py saliency",
+                    description="d loss / d input of a trained model for image files (<name>_saliency.png), the "
+                                "loss taken against the model's own prediction")
+    parser.add_argument("--checkpoint", required=True, help="best.npz / last.npz, or a run folder")
+    parser.add_argument("images", nargs="+", metavar="IMAGES")
+    parser.add_argument("--out", required=True, help="folder for <name>_saliency.png")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     return parser
 
 
@@ -231,7 +249,8 @@ def train_command(args):
 def train_locked(args, config, run_dir, checkpoint):
     """Train (or resume) into ``run_dir``, whose lock this process holds."""
     fingerprint = check_dataset(config, checkpoint)
-    trainer = Trainer(config, run_dir, progress=not args.quiet, dataset=fingerprint)
+    trainer = (InspectedTrainer if args.inspect else Trainer)(config, run_dir, progress=not args.quiet,
+                                                              dataset=fingerprint)
     if checkpoint is not None:
         trainer.resume(checkpoint)  # a checkpoint that does not fit the model fails here, before the data loads
     examples = load_examples(config, cache_dir_of(args), progress=not args.quiet)
@@ -271,12 +290,28 @@ def evaluate_command(argv):
     return 0
 
 
+def saliency_command(argv):
+    args = saliency_parser().parse_args(argv)
+    check_output_folder(args.out)
+    model, config = load_trained_model(args.checkpoint, args.device)
+    written = saliency_files(model, config, args.images, args.out)
+    print(f"wrote {len(written)} saliency maps to {args.out}")
+    return 0
+
+
 def run(argv):
+    if argv and argv[0] in ("predict", "evaluate") and "--inspect" in argv:
+        raise ConfigError(f"--inspect watches training; {argv[0]} does not train (for the input gradients of a "
+                          "trained model use: train_lung.py saliency --checkpoint C IMAGES... --out DIR)")
+    if argv and argv[0] == "saliency":
+        return saliency_command(argv[1:])
     if argv and argv[0] == "predict":
         return predict_command(argv[1:])
     if argv and argv[0] == "evaluate":
         return evaluate_command(argv[1:])
     args = train_parser().parse_args(argv)
+    if args.make_synthetic and args.inspect:
+        raise ConfigError("--inspect watches training; --make-synthetic only writes a dataset")
     return make_synthetic(args) if args.make_synthetic else train_command(args)
 
 

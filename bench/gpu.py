@@ -174,12 +174,13 @@ def conv_layer_inputs(model, x):
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             seen.append((names[id(module)], module, tuple(inputs[0].shape)))
 
-    nn.module.add_call_observer(observe)
+    handles = [module.register_forward_hook(observe) for module in model.modules()]
     try:
         with minidl.no_grad():
             model(x)
     finally:
-        nn.module.remove_call_observer(observe)
+        for handle in handles:
+            handle.remove()
     return seen
 
 

@@ -6,7 +6,7 @@
     python -m bench.profile_step SegNetSmall 32x1x256x256 --device gpu
 
 The same step as ``bench.models`` (forward, BCE+Dice, backward, SGD). Each leaf module's
-``forward`` and ``backward`` are wrapped with a timer on its instance; the rows are ms per step,
+``forward`` and ``backward`` are timed by a pre-hook and a hook on it; the rows are ms per step,
 largest total first, and the last row is the whole step (the rest is the loss, the optimizer
 and Python between modules). On the GPU (``--device gpu``) each timer synchronizes the device before and
 after the call, so a row is the module's kernels plus its launch overhead. Not part of ``python -m bench``:
@@ -20,16 +20,27 @@ from bench.common import machine_summary, markdown_table, steady_allocator
 from bench.models import build_model, minidl_step
 
 
-def _timed(method, label, spent, synchronize):
-    """``method`` wrapped to add its wall time in seconds to spent[label], the device synchronized around it."""
-    def call(*args, **kwargs):
-        synchronize()
-        begin = time.perf_counter()
-        result = method(*args, **kwargs)
-        synchronize()
-        spent[label] += time.perf_counter() - begin
-        return result
-    return call
+def _add_timer(module, label, spent, synchronize):
+    """Hooks that add each forward's and backward's wall time in seconds to spent[label, "forward" / "backward"],
+    the device synchronized around the call."""
+    begin = {}
+
+    def start(side):
+        def hook(*_):
+            synchronize()
+            begin[side] = time.perf_counter()
+        return hook
+
+    def stop(side):
+        def hook(*_):
+            synchronize()
+            spent[label, side] += time.perf_counter() - begin[side]
+        return hook
+
+    module.register_forward_pre_hook(start("forward"))
+    module.register_forward_hook(stop("forward"))
+    module.register_full_backward_pre_hook(start("backward"))
+    module.register_full_backward_hook(stop("backward"))
 
 
 def _synchronizer(device):
@@ -47,10 +58,7 @@ def profile(model_name, shape, steps=6, warmup=2, device="cpu"):
     spent = collections.defaultdict(float)
     for name, module in model.named_modules():
         if not list(module.children()):
-            label = f"{name}: {type(module).__name__}"
-            for method in ("forward", "backward"):
-                object.__setattr__(module, method,
-                                   _timed(getattr(module, method), (label, method), spent, synchronize))
+            _add_timer(module, f"{name}: {type(module).__name__}", spent, synchronize)
     step = minidl_step(model_name, shape, model=model, device=device)
     for _ in range(warmup):
         step()

@@ -5,7 +5,7 @@ import numpy
 
 from . import backend
 from .grad_mode import no_grad
-from .nn.module import add_call_observer, primary_output, remove_call_observer
+from .nn.module import primary_output
 
 RULE = "-" * 64
 DOUBLE_RULE = "=" * 64
@@ -33,12 +33,13 @@ def _record_leaf_calls(model, x):
 
     modes = [(module, module.training, module.cache) for module in model.modules()]
     model.eval()
-    add_call_observer(observe)
+    handles = [module.register_forward_hook(observe) for module in model.modules()]
     try:
         with no_grad():
             model(x)
     finally:
-        remove_call_observer(observe)
+        for handle in handles:
+            handle.remove()
         for module, training, cache in modes:
             object.__setattr__(module, "training", training)
             object.__setattr__(module, "cache", cache)

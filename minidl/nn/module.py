@@ -5,7 +5,8 @@ them to attributes (as in PyTorch). ``forward`` computes the output and keeps
 in ``self.cache`` what ``backward`` needs; ``backward(dy)`` returns the
 gradient with respect to the forward input and adds each parameter's gradient
 into its ``.grad``. A module instance holds one cache, so use each instance
-once per forward pass.
+once per forward pass. Hooks (``register_forward_hook`` and the others, as in
+PyTorch) are in ``hooks.py``.
 """
 from collections import OrderedDict, namedtuple
 
@@ -14,24 +15,14 @@ import numpy
 from .. import backend
 from ..grad_mode import is_grad_enabled
 from ..parameter import Parameter
+from .hooks import HOOK_KINDS, add_hook
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-_call_observers = []
 
 
 def primary_output(output):
     """A module's main output: the array itself, or the first of a tuple such as MaxPool2d's (y, indices)."""
     return output[0] if isinstance(output, tuple) else output
-
-
-def add_call_observer(observer):
-    """Register ``observer(module, inputs, output)``, called after every module call (used by ``summary``)."""
-    _call_observers.append(observer)
-
-
-def remove_call_observer(observer):
-    _call_observers.remove(observer)
 
 
 LOADABLE_KINDS = "biuf"  # bool, integers, floats: the dtype kinds a state_dict value may have
@@ -65,6 +56,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "cache", None)
+        object.__setattr__(self, "_hooks", {kind: OrderedDict() for kind in HOOK_KINDS})
 
     # ----------------------------------------------------------- registration
     def __setattr__(self, name, value):
@@ -99,10 +91,7 @@ class Module:
 
     # ----------------------------------------------------------------- calling
     def __call__(self, *args, **kwargs):
-        output = self.forward(*args, **kwargs)
-        for observer in _call_observers:
-            observer(self, args, output)
-        return output
+        return self.forward(*args, **kwargs)
 
     def forward(self, *args):
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
@@ -134,6 +123,26 @@ class Module:
                             f"the forward output had dtype {output_dtype}; pass dy.astype(y.dtype)")
         object.__setattr__(self, "cache", None)
         return cache
+
+    # -------------------------------------------------------------------- hooks
+    def register_forward_pre_hook(self, hook, *, prepend=False):
+        """``hook(module, inputs)`` before each forward; a non-None return replaces the inputs. Returns a handle."""
+        return add_hook(self, "forward_pre", hook, prepend)
+
+    def register_forward_hook(self, hook, *, prepend=False):
+        """``hook(module, inputs, output)`` after each forward; a non-None return replaces the output."""
+        return add_hook(self, "forward", hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, *, prepend=False):
+        """``hook(module, grad_output)`` before each backward; a non-None return replaces grad_output."""
+        return add_hook(self, "backward_pre", hook, prepend)
+
+    def register_full_backward_hook(self, hook, *, prepend=False):
+        """``hook(module, grad_input, grad_output)`` after each backward; a non-None return replaces grad_input.
+
+        Fires also when a model's own backward calls this module's ``backward`` directly.
+        """
+        return add_hook(self, "backward", hook, prepend)
 
     # ---------------------------------------------------------------- traversal
     def named_children(self):
