@@ -60,10 +60,6 @@ step_bench() {
     python bench/gpu.py --repeats 10
 }
 
-step_gradcheck() {
-    python -m minidl.gradcheck --all
-}
-
 step_profile() {
     python -m bench.profile_step SegNetSmall 32x1x256x256 --device gpu --steps 5
 }
