@@ -409,7 +409,7 @@ def test_pointwise_layers_unfold_nothing_and_match_pytorch(layer, monkeypatch, t
     """A 1x1 stride-1 conv is one GEMM on x itself (no im2col, no col2im) in either direction."""
     module = Conv2d(6, 2, 1) if layer == "conv" else ConvTranspose2d(6, 2, 1)
     unfold_calls = []
-    monkeypatch.setattr(conv_functions, "im2col", lambda *a, **k: unfold_calls.append(a))
+    monkeypatch.setattr(conv_functions, "im2col_in_workspace", lambda *a, **k: unfold_calls.append(a))
     monkeypatch.setattr(conv_functions, "col2im", lambda *a, **k: unfold_calls.append(a))
     assert_parity(torch, module.double(), rng.standard_normal((3, 6, 5, 7)), rtol=1e-10)
     assert unfold_calls == []

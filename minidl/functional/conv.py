@@ -29,7 +29,7 @@ for outputs under 16 pixels a side, instead (``minidl/functional/winograd.py``):
 the same result with 4x (2.25x) fewer multiplies.
 """
 from ..backend import get_array_module, runs_winograd, samples_per_unfold, unfold_budget
-from .im2col import band_padding, col2im, im2col, row_bands
+from .im2col import band_padding, col2im, im2col_in_workspace, row_bands
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import accumulate_product, workspace
 
@@ -71,7 +71,8 @@ def unfolded(x, kernel, stride, padding, dilation, grid):
     for a pointwise conv)."""
     if is_pointwise(kernel, stride, padding) and tuple(grid) == tuple(x.shape[2:]):
         return x.reshape(x.shape[0], x.shape[1], grid[0] * grid[1])
-    return im2col(x, kernel, stride, padding, dilation, grid=grid).reshape(x.shape[0], -1, grid[0] * grid[1])
+    return im2col_in_workspace(x, kernel, stride, padding, dilation, grid=grid).reshape(x.shape[0], -1,
+                                                                                         grid[0] * grid[1])
 
 
 def correlate(x, weight, stride, padding, dilation, grid):

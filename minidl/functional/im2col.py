@@ -69,9 +69,8 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
 
     ``pad_value`` fills the border (0 for convolution, -inf for max-pooling).
     ``grid`` = (Ho, Wo) keeps only the first Ho x Wo windows (default: all that fit).
-    ``out``, if given, is a preallocated cols buffer to fill; otherwise cols is a
-    view of the shared workspace, valid until the next ``im2col`` call (copy it to
-    keep it). The dtype is kept.
+    ``out``, if given, is a preallocated cols buffer to fill (a layer passes a
+    reused workspace buffer); otherwise cols is a new array. The dtype is kept.
 
     No padded copy of x is made: for each offset (i, j), the windows whose tap
     lands inside x copy one strided slice of x, and the rest get ``pad_value``.
@@ -85,7 +84,7 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
     if kernels:
         return kernels.im2col(x, kernel, stride, padding, dilation, pad_value, grid, out)
     n, c = x.shape[:2]
-    cols = workspace.take("im2col.cols", (n, c) + tuple(kernel) + tuple(grid), x.dtype, x) if out is None else out
+    cols = numpy.empty((n, c) + tuple(kernel) + tuple(grid), dtype=x.dtype) if out is None else out
     for i, j, (p0, p1, rows), (q0, q1, columns) in _offset_ranges(x.shape[2:], kernel, stride, padding, dilation,
                                                                   grid):
         target = cols[:, :, i, j]
@@ -95,6 +94,16 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=N
         target[:, :, p0:p1, q1:] = pad_value
         target[:, :, p0:p1, q0:q1] = x[:, :, rows, columns]
     return cols
+
+
+def im2col_in_workspace(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None):
+    """``im2col`` into the shared workspace buffer "im2col.cols": no fresh allocation per call, but the
+    result is valid only until the next call of this function (the layers consume it at once)."""
+    if grid is None:
+        grid = output_grid(x.shape[2:], kernel, stride, padding, dilation)
+    shape = tuple(x.shape[:2]) + tuple(kernel) + tuple(grid)
+    buffer = workspace.take("im2col.cols", shape, x.dtype, x)
+    return im2col(x, kernel, stride, padding, dilation, pad_value, grid, out=buffer)
 
 
 def col2im(cols, input_shape, stride, padding, dilation, out=None, overwrite=False):

@@ -20,7 +20,7 @@ import math
 import numpy
 
 from ..backend import device_kernels, get_array_module
-from .im2col import col2im, im2col
+from .im2col import col2im, im2col_in_workspace
 
 
 def flat_plane_indices(indices, plane_size):
@@ -157,7 +157,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     grid = pooled_grid((h, w), kernel, stride, padding, dilation, ceil_mode)
     extra = overhang((h, w), grid, kernel, stride, padding, dilation)
     padded_x = _extend(x, extra, -numpy.inf) if max(extra) else x
-    cols = im2col(padded_x, kernel, stride, padding, dilation, pad_value=-numpy.inf, grid=grid)
+    cols = im2col_in_workspace(padded_x, kernel, stride, padding, dilation, pad_value=-numpy.inf, grid=grid)
     windows = cols.reshape(n, c, kernel[0] * kernel[1], grid[0], grid[1])
     y = windows.max(axis=2)
     corner, offsets = window_cells(grid, (h, w), kernel, stride, padding, dilation, xp)
