@@ -91,3 +91,28 @@ def test_paused_and_closed_inspectors_record_nothing(rng):
     assert inspector.end_step() == {}
     inspector.close()
     assert all("forward" not in vars(module) and "backward" not in vars(module) for module in model.modules())
+
+
+def test_input_gradient_matches_finite_differences_and_leaves_grads_and_mode(rng):
+    from minidl import losses
+    from minidl.gradcheck import numerical_gradient, relative_error
+    from minidl.inspect import input_gradient
+    from minidl.nn import BatchNorm2d
+    model = Sequential(Conv2d(1, 3, 3, padding=1), BatchNorm2d(3), ReLU(), Conv2d(3, 1, 3, padding=1)).double()
+    model[1].running_mean[...] = [0.5, -0.2, 0.1]  # eval mode's statistics, away from the defaults
+    model[1].running_var[...] = [2.0, 0.5, 1.5]
+    model[3].weight.grad[...] = 7.0
+    x = rng.standard_normal((2, 1, 8, 8))
+    target = (rng.random((2, 1, 8, 8)) > 0.5).astype(numpy.float64)
+    loss = losses.BCEDiceLoss()
+    gradient = input_gradient(model, loss, x, target)
+    assert model.training and (model[3].weight.grad == 7.0).all()
+    model.eval()
+
+    def scalar():
+        with no_grad():
+            return loss(model(x), target)
+
+    indices = rng.choice(x.size, 12, replace=False)
+    numeric = numerical_gradient(scalar, x, indices)
+    assert relative_error(gradient.reshape(-1)[indices], numeric) < 1e-6
