@@ -12,12 +12,10 @@ layer's input gradient, which minidl's ``model.backward`` also returns), so GFLO
 sides sustain on the step's main work. Memory: one step in a fresh process per side, its
 peak RSS and how far the step raised it above the resident size before it.
 """
-import importlib.util
-import os
 
 import numpy
 
-from bench.common import REPOSITORY, gflops, import_torch, median_ms, peak_rss_mib, script_main
+from bench.common import gflops, import_torch, median_ms, peak_rss_mib, script_main
 
 CASES = [("SegNetSmall", [8, 1, 128, 192]), ("FCN", [2, 3, 224, 224])]
 QUICK_CASES = [("SegNetSmall", [2, 1, 32, 32]), ("FCN", [1, 3, 32, 32])]
@@ -79,17 +77,11 @@ def minidl_step(model_name, shape, model=None, device="cpu"):
     return step
 
 
-def _torch_models(torch):
-    spec = importlib.util.spec_from_file_location("torch_models", os.path.join(REPOSITORY, "tests", "torch_models.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.torch_models(torch)
-
-
 def torch_step(model_name, shape):
     """A callable running one PyTorch training step of the equivalent network, same loss and optimizer."""
     torch = import_torch()
-    classes = _torch_models(torch)
+    from models.torch_twins import torch_models
+    classes = torch_models(torch)
     if model_name == "SegNetSmall":
         model = classes.SegNetSmall(1, 1, 16, "bilinear")
     else:

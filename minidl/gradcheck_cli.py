@@ -17,6 +17,7 @@ import importlib.util
 import os
 import sys
 import time
+from collections import namedtuple
 
 import numpy
 
@@ -28,6 +29,11 @@ from .gradcheck import TOLERANCE, away_from_zero, check_loss, check_module, tie_
 SEED = 12345
 DEFAULT_SHAPE = "2,3,8,8"  # --input-shape of a user's layer
 
+Case = namedtuple("Case", ["layer", "config", "run", "make", "make_inputs", "wrt"])
+Case.__doc__ = """One row group of the table: ``run(rng)`` returns {tensor: relative error}. ``make()`` builds the
+layer (or loss) afresh and ``make_inputs(rng)`` its forward arguments (logits and target for a loss; then
+``wrt`` is None), so other checks (``--all``) can run the same case."""
+
 
 def normal(shape, scale=1.0):
     """An input maker: ``scale`` times standard normal entries of ``shape``."""
@@ -37,7 +43,7 @@ def normal(shape, scale=1.0):
 def _module_case(layer, config, make_module, make_inputs, wrt=(0,)):
     def run(rng):
         return check_module(make_module(), make_inputs(rng), wrt=wrt)
-    return layer, config, run
+    return Case(layer, config, run, make_module, make_inputs, wrt)
 
 
 def _conv_cases():
@@ -103,7 +109,7 @@ def _loss_case(name, config, make_loss, make_logits_and_target):
     def run(rng):
         logits, target = make_logits_and_target(rng)
         return {"logits": check_loss(make_loss(), logits, target)}
-    return name, config, run
+    return Case(name, config, run, make_loss, make_logits_and_target, None)
 
 
 def binary_targets(rng, shape=(2, 3, 4, 5)):
@@ -147,14 +153,14 @@ def builtin_cases():
 def run_cases(cases, tolerance=TOLERANCE):
     """Run each case; returns rows (layer, config, tensor, error, passed). An exception is a failed row."""
     rows = []
-    for layer, config, run in cases:
+    for case in cases:
         try:
-            errors = run(numpy.random.default_rng(SEED))
+            errors = case.run(numpy.random.default_rng(SEED))
         except Exception as error:  # report and go on: one broken layer must not hide the rest
-            rows.append((layer, config, f"error: {type(error).__name__}: {error}", float("nan"), False))
+            rows.append((case.layer, case.config, f"error: {type(error).__name__}: {error}", float("nan"), False))
             continue
         for tensor, error in errors.items():
-            rows.append((layer, config, tensor, error, bool(error < tolerance)))
+            rows.append((case.layer, case.config, tensor, error, bool(error < tolerance)))
     return rows
 
 
@@ -222,10 +228,12 @@ def user_case(spec, arguments, shape, max_elements=None):
     positional, keywords = parse_arguments(arguments)
     config = f"args ({arguments}), input {shape}"
 
+    def make():
+        return layer_class(*positional, **keywords)
+
     def run(rng):
-        module = layer_class(*positional, **keywords)
-        return check_module(module, rng.standard_normal(shape), max_elements=max_elements)
-    return layer_class.__name__, config, run
+        return check_module(make(), rng.standard_normal(shape), max_elements=max_elements)
+    return Case(layer_class.__name__, config, run, make, lambda rng: rng.standard_normal(shape), (0,))
 
 
 def chosen_cases(options):

@@ -1,7 +1,7 @@
 """The model families: parameter counts, whole-model finite differences (float64) and PyTorch parity."""
 import numpy
 import pytest
-from torch_models import torch_models
+from models.torch_twins import torch_models
 
 import minidl
 import models

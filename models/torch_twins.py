@@ -1,7 +1,8 @@
-"""PyTorch equivalents of the networks in ``models/``, with the same parameter names, for parity tests.
+"""PyTorch equivalents of the networks in ``models/``, with the same parameter names, for parity checks
+(the tests, ``python -m minidl.gradcheck --all`` and the benchmarks).
 
-``torch_models(torch)`` builds the classes from the ``torch`` fixture's module (tests import PyTorch
-only through that fixture) and returns them in a namespace. They are written the ordinary PyTorch way,
+``torch_models(torch)`` builds the classes from the ``torch`` module it is given (so importing this file
+needs no PyTorch) and returns them in a namespace. They are written the ordinary PyTorch way,
 independently of the minidl models, with autograd doing the backward.
 """
 import functools
