@@ -6,9 +6,12 @@ student's own layer class:
 
     python -m minidl.gradcheck
     python -m minidl.gradcheck --module mylayers:Scale --args "3, gain=2.0" --input-shape 2,3,8,8
+    python -m minidl.gradcheck --all [--only NAME]
 
-Both print a table (layer, config, tensor, relative error, pass/fail) and exit
-with status 1 if any tensor fails (2 for a bad command line).
+The first two print a table (layer, config, tensor, relative error, pass/fail);
+``--all`` prints one row per built-in layer, loss and model with three checks
+(see ``gradcheck_all``). Each exits with status 1 if anything fails (naming it),
+2 for a bad command line.
 """
 import argparse
 import ast
@@ -263,12 +266,21 @@ def build_parser():
                         help="check a random sample of K entries per tensor (for big layers)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help=f"pass mark for the relative error (default {TOLERANCE:g})")
+    parser.add_argument("--all", action="store_true",
+                        help="every built-in layer, loss and model three ways: finite differences, PyTorch parity "
+                             "(where PyTorch is installed), CPU vs GPU (where a GPU is usable)")
+    parser.add_argument("--only", metavar="NAME", help="with --all: only the rows whose layer name contains NAME")
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     options = parser.parse_args(argv)
+    if options.all or options.only:
+        if not options.all or options.module is not None:
+            parser.error("--only goes with --all, and --all checks the built-in cases, not --module")
+        from .gradcheck_all import run_all
+        return run_all(options.only)
     try:
         cases = chosen_cases(options)
     except ValueError as error:

@@ -1,0 +1,72 @@
+"""python -m minidl.gradcheck --all: the three-way table and an exit status that a planted wrong gradient changes."""
+import re
+
+import pytest
+
+import models
+from minidl import backend
+from minidl.gradcheck_cli import main
+from minidl.nn import ReLU
+
+
+def run(argv, capsys):
+    status = main(argv)
+    return status, capsys.readouterr().out
+
+
+def row_of(output, layer):
+    """The cells of the layer's first row (a markdown table; a cell's own '|' is escaped as '\\|')."""
+    line = next(line for line in output.splitlines() if line.startswith(f"| {layer} "))
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+def test_a_correct_layer_passes_every_available_column(capsys, torch):
+    status, output = run(["--all", "--only", "relu"], capsys)
+    assert status == 0, output
+    layer, config, finite, parity, gpu, result = row_of(output, "ReLU")
+    assert float(finite) < 1e-6 and float(parity) < 1e-9 and result == "pass"
+    assert gpu == "n/a" if not backend.gpu_available() else float(gpu) < 1e-9
+    assert "all 1 rows pass" in output
+
+
+def test_a_planted_wrong_layer_gradient_fails_naming_the_cells(capsys, monkeypatch, torch):
+    correct = ReLU.backward
+    monkeypatch.setattr(ReLU, "backward", lambda self, dy: 1.01 * correct(self, dy))
+    status, output = run(["--all", "--only", "ReLU"], capsys)
+    assert status == 1
+    assert row_of(output, "ReLU")[-1] == "FAIL"
+    assert "ReLU [(2,3,5,4), |x| >= 0.1] finite differences: " in output
+    assert "ReLU [(2,3,5,4), |x| >= 0.1] PyTorch: " in output
+
+
+def test_a_planted_wrong_model_gradient_fails_its_row(capsys, monkeypatch):
+    correct = models.segnet_small.ConvUnpoolBlock.backward
+    monkeypatch.setattr(models.segnet_small.ConvUnpoolBlock, "backward", lambda self, dy: -correct(self, dy))
+    status, output = run(["--all", "--only", "SegNetSmall"], capsys)
+    assert status == 1
+    assert "SegNetSmall [unpool, F=2, 17x19] finite differences: " in output
+    assert "SegNetSmall [bilinear" not in output.split("FAILED")[1]  # the bilinear decoder is untouched
+
+
+def test_a_raising_check_fails_its_cell_and_the_table_goes_on(capsys, monkeypatch):
+    def broken(self, dy):
+        raise RuntimeError("broken backward")
+
+    monkeypatch.setattr(ReLU, "backward", broken)
+    status, output = run(["--all", "--only", "Sigmoid"], capsys)
+    assert status == 0  # ReLU is not in this table
+    status, output = run(["--all", "--only", "ReLU"], capsys)
+    assert status == 1 and "finite differences: error: RuntimeError: broken backward" in output
+
+
+@pytest.mark.parametrize("argv, message", [(["--only", "ReLU"], "--only goes with --all"),
+                                           (["--all", "--module", "x:Y"], "--all checks the built-in cases")])
+def test_misused_options_are_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_name_that_matches_nothing_exits_2(capsys):
+    status, output = run(["--all", "--only", "NoSuchLayer"], capsys)
+    assert status == 2 and "no built-in layer, loss or model matches 'NoSuchLayer'" in output
