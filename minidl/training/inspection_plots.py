@@ -55,12 +55,13 @@ def _series(epochs, statistic):
     return layers, lines
 
 
-def _plot_per_layer(axes, epochs, statistic, title, ylabel, log=True):
-    """One line per epoch (dark to light) of ``statistic`` over the layers that have it, in forward order."""
+def plot_per_layer(axes, epochs, statistic, title, ylabel, log=True, label="epoch {}"):
+    """One line per epoch (dark to light) of ``statistic`` over the layers that have it, in forward order;
+    ``label`` names a line from its epoch."""
     layers, lines = _series(epochs, statistic)
     colours = colormaps["viridis"](numpy.linspace(0.0, 0.9, max(len(lines), 1)))
     for (epoch, values), colour in zip(lines, colours):
-        axes.plot(range(len(layers)), values, "o-", markersize=3, color=colour, label=f"epoch {epoch}")
+        axes.plot(range(len(layers)), values, "o-", markersize=3, color=colour, label=label.format(epoch))
     if log:
         axes.set_yscale("log")
     axes.set_xticks(range(len(layers)))
@@ -81,9 +82,9 @@ def plot_gradient_flow(epochs, path):
     """``gradient_flow.png``: ||grad_input|| of every layer (top) and ||dL/dweight|| (bottom), log scale."""
     figure = Figure(figsize=(12, 8), dpi=100)
     top, bottom = figure.subplots(2, 1)
-    _plot_per_layer(top, epochs, "grad_input_norm", "gradient leaving each layer, ||dL/d input||, mean per step",
+    plot_per_layer(top, epochs, "grad_input_norm", "gradient leaving each layer, ||dL/d input||, mean per step",
                     "L2 norm")
-    _plot_per_layer(bottom, epochs, "weight_grad_norm", "weight gradients ||dL/dW||, mean per step", "L2 norm")
+    plot_per_layer(bottom, epochs, "weight_grad_norm", "weight gradients ||dL/dW||, mean per step", "L2 norm")
     _save(figure, path)
 
 
@@ -91,10 +92,10 @@ def plot_activations(epochs, path):
     """``activations.png``: each ReLU's fraction of exact zeros (top) and each layer's output std (bottom)."""
     figure = Figure(figsize=(12, 8), dpi=100)
     top, bottom = figure.subplots(2, 1)
-    _plot_per_layer(top, epochs, "zero_fraction", "dead or inactive units: share of zeros after each ReLU",
+    plot_per_layer(top, epochs, "zero_fraction", "dead or inactive units: share of zeros after each ReLU",
                     "zero fraction", log=False)
     top.set_ylim(0.0, 1.0)
-    _plot_per_layer(bottom, epochs, "activation_std", "activation spread: std of each layer's output", "std")
+    plot_per_layer(bottom, epochs, "activation_std", "activation spread: std of each layer's output", "std")
     _save(figure, path)
 
 
@@ -102,7 +103,7 @@ def plot_update_ratios(epochs, path):
     """``update_ratios.png``: ||step's change of W|| / ||W|| per layer, log scale, with the 1e-3 rule of thumb."""
     figure = Figure(figsize=(12, 5), dpi=100)
     axes = figure.subplots(1, 1)
-    _plot_per_layer(axes, epochs, "weight_update_ratio", "update-to-weight ratio ||delta W|| / ||W||, mean per step",
+    plot_per_layer(axes, epochs, "weight_update_ratio", "update-to-weight ratio ||delta W|| / ||W||, mean per step",
                     "ratio")
     axes.axhline(UPDATE_RATIO_RULE_OF_THUMB, color="red", linestyle="--", linewidth=1)
     _save(figure, path)
