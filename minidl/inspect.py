@@ -16,7 +16,7 @@ Per leaf layer (a module without children), for every forward that will be backp
 - ``grad_input_norm``: the L2 norm of the gradient the layer's backward hands on (grad_input);
 - for each of its parameters P (``weight``, ``bias``): ``P_norm``, ``P_grad_norm`` (after the whole backward)
   and ``P_update_ratio`` = ||P after the step - P before|| / ||P before||, the step's relative change
-  (a common rule of thumb wants it near 1e-3).
+  (a common rule of thumb wants it near 1e-3; NaN where P was all zeros, as a bias may start).
 
 Every statistic is computed where the arrays live (NumPy or CuPy) as a 0-d array; ``end_step`` stacks them
 and copies them to the host once.
@@ -126,7 +126,9 @@ class Inspector:
         """
         if self.stepping:
             for kept in self.before_step.values():
-                ratio = norm(kept.parameter.data - kept.before) / norm(kept.before)
+                before = norm(kept.before)
+                xp = get_array_module(before)
+                ratio = norm(kept.parameter.data - kept.before) / xp.where(before > 0, before, xp.nan)
                 self.pending.append((kept.layer, f"{kept.name}_update_ratio", ratio))
         self.stepping = False
         if not self.pending:

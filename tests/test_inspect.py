@@ -116,3 +116,15 @@ def test_input_gradient_matches_finite_differences_and_leaves_grads_and_mode(rng
     indices = rng.choice(x.size, 12, replace=False)
     numeric = numerical_gradient(scalar, x, indices)
     assert relative_error(gradient.reshape(-1)[indices], numeric) < 1e-6
+
+
+def test_the_update_ratio_of_an_all_zero_parameter_is_nan(rng):
+    conv = Conv2d(1, 2, 3)
+    conv.bias.data[...] = 0
+    inspector = Inspector(conv)
+    optimizer = optim.SGD(conv.parameters(), lr=0.1)
+    conv.backward(numpy.ones_like(conv(rng.standard_normal((1, 1, 5, 5)).astype(numpy.float32))))
+    optimizer.step()
+    with numpy.errstate(all="raise"):
+        stats = inspector.end_step()
+    assert numpy.isnan(stats["", "bias_update_ratio"]) and stats["", "weight_update_ratio"] > 0
