@@ -1,5 +1,10 @@
 """python -m minidl.gradcheck --all: the three-way table and an exit status that a planted wrong gradient changes."""
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +75,21 @@ def test_misused_options_are_a_usage_error(argv, message, capsys):
 def test_a_name_that_matches_nothing_exits_2(capsys):
     status, output = run(["--all", "--only", "NoSuchLayer"], capsys)
     assert status == 2 and "no built-in layer, loss or model matches 'NoSuchLayer'" in output
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to compile the CUDA C for the CPU")
+def test_the_gpu_column_runs_against_an_emulated_gpu(tmp_path, torch):
+    """With tests/emulated_cupy as CuPy (the CUDA kernels compiled for the CPU, device arrays kept apart from host
+    arrays) the CPU-vs-GPU cell is computed, not n/a: the plumbing of that column (moving the layer, its inputs
+    and the upstream gradient, fetching the results) works. A real GPU's figures come from a run on one."""
+    tests = Path(__file__).resolve().parent
+    environment = dict(os.environ, FAKE_CUPY_BUILD=str(tmp_path / "build"),
+                       PYTHONPATH=os.pathsep.join([str(tests / "emulated_cupy"), str(tests.parent)]))
+    finished = subprocess.run([sys.executable, "-m", "minidl.gradcheck", "--all", "--only", "MaxPool2d"], cwd=tmp_path,
+                              env=environment, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("| MaxPool2d")]
+    assert len(rows) == 3
+    for line in rows:
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+        assert float(cells[4]) < 1e-9 and cells[5] == "pass", line
