@@ -111,13 +111,18 @@ class Inspector:
             for name, parameter in module.named_parameters(recurse=False):
                 self.pending += [(layer, f"{name}_norm", norm(parameter.data)),
                                  (layer, f"{name}_grad_norm", norm(parameter.grad))]
-                kept = self.before_step.get(id(parameter))
-                if kept is None or kept.before.shape != parameter.data.shape or \
-                        type(kept.before) is not type(parameter.data):
-                    self.before_step[id(parameter)] = Snapshot(layer, name, parameter, parameter.data.copy())
-                else:
-                    kept.before[...] = parameter.data
+                self._keep_copy(layer, name, parameter)
         self.stepping = True
+
+    def _keep_copy(self, layer, name, parameter):
+        """Copy the parameter's values into its Snapshot buffer (made anew when the array changed kind)."""
+        kept = self.before_step.get(id(parameter))
+        data = parameter.data
+        if kept is None or (kept.before.shape, kept.before.dtype, type(kept.before)) != \
+                (data.shape, data.dtype, type(data)):
+            self.before_step[id(parameter)] = Snapshot(layer, name, parameter, data.copy())
+        else:
+            kept.before[...] = data
 
     def end_step(self):
         """After the optimizer's step: the step's update ratios, then every statistic fetched in one copy.
