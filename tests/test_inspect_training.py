@@ -77,6 +77,9 @@ def test_the_table_holds_the_means_of_the_steps(tmp_path, monkeypatch):
 def test_without_inspect_no_hook_and_no_file(tmp_path):
     trainer = Trainer(TrainConfig(size=32, init_features=2), str(tmp_path), progress=False)
     assert all("forward" not in vars(module) and "backward" not in vars(module) for module in trainer.model.modules())
+    run_dir = str(tmp_path / "plain")
+    assert train_lung.main(TINY + ["--epochs", "1", "--out", run_dir]) == 0
+    assert "history.csv" in os.listdir(run_dir) and not set(INSPECTION_FILES) & set(os.listdir(run_dir))
 
 
 def test_a_write_stopped_before_the_rename_keeps_the_old_files(inspected_run, tmp_path, monkeypatch):
