@@ -6,7 +6,8 @@
 # Steps: info (GPU, driver, versions; every kernel compiled for each (value, index) type pair),
 # tests (python -m pytest -m gpu), train (python train_lung.py --device gpu, the default demo, then one
 # more epoch resumed on the CPU from its checkpoint), bench (python bench/gpu.py against PyTorch+cuDNN,
-# TF32 off on both sides), profile (where a SegNetSmall step's GPU time goes), sanitizer
+# TF32 off on both sides), profile (where a SegNetSmall step's GPU time goes), watch (the three-way gradient
+# check with its CPU-vs-GPU column, --inspect's overhead and a --inspect run on the GPU), sanitizer
 # (compute-sanitizer memcheck over the kernel tests). Each step's log is written to $OUT/<step>.txt
 # (OUT defaults to ./gpu-check) as it runs, and one line per step to $OUT/summary.txt.
 set -u
@@ -63,14 +64,22 @@ step_profile() {
     python -m bench.profile_step SegNetSmall 32x1x256x256 --device gpu --steps 5
 }
 
+step_watch() {
+    python -m minidl.gradcheck --all
+    python -m bench.inspect_overhead --device gpu --rounds 10
+    python -m bench.inspect_overhead --device gpu --batch 32 --size 256 --rounds 6
+    python train_lung.py --device gpu --inspect --epochs 2 --synthetic-count 60 --quiet --out "$RUN_DIR-inspect"
+    head -3 "$RUN_DIR-inspect/layer_stats.csv"
+}
+
 step_sanitizer() {
     compute-sanitizer --tool memcheck --error-exitcode 9 \
         python -m pytest -q -p no:cacheprovider tests/test_gpu.py -k "kernel"
 }
 
 STEPS=("$@")
-[ ${#STEPS[@]} -eq 0 ] && STEPS=(info tests train bench profile sanitizer)
-declare -A LIMITS=([info]=45 [tests]=150 [train]=90 [bench]=120 [profile]=45 [sanitizer]=45)
+[ ${#STEPS[@]} -eq 0 ] && STEPS=(info tests train bench profile watch sanitizer)
+declare -A LIMITS=([info]=45 [tests]=150 [train]=90 [bench]=120 [profile]=45 [watch]=120 [sanitizer]=45)
 for step in "${STEPS[@]}"; do
     run_step "$step" "${LIMITS[$step]}" bash -c "$(declare -f step_$step); step_$step"
 done
