@@ -136,3 +136,17 @@ def test_saliency_of_a_missing_image_is_a_one_line_error(inspected_run, tmp_path
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and "nothing.png" in err
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_inspect_does_not_change_what_is_trained(tmp_path):
+    """Same weights, optimizer state and batch-norm statistics with and without --inspect (its saliency panel
+    runs the model in eval mode and puts the gradients back)."""
+    import minidl
+    runs = [str(tmp_path / name) for name in ("watched", "plain")]
+    for run_dir, extra in zip(runs, (["--inspect"], [])):
+        assert train_lung.main(TINY + ["--model", "segnet_basic", "--epochs", "2", "--out", run_dir] + extra) == 0
+    watched, unwatched = (minidl.load(os.path.join(run, "last.npz")) for run in runs)
+    weights = [key for key in unwatched if key.startswith(("model.", "optim."))]
+    assert any(key.endswith("running_var") for key in weights)
+    for key in weights:
+        numpy.testing.assert_array_equal(watched[key], unwatched[key], err_msg=key)
