@@ -16,7 +16,7 @@ from collections import namedtuple
 import numpy
 
 from . import backend
-from .gradcheck import STEP, TOLERANCE, check_module, relative_error
+from .gradcheck import TOLERANCE, check_module, relative_error
 from .gradcheck_cli import SEED, Case, builtin_cases
 from .nn.module import primary_output
 from .torch_twins import torch_layer, torch_loss
@@ -154,7 +154,7 @@ def model_case(name, config, build, build_twin, shape):
     make.torch_twin = torch_twin_of
 
     def run(rng):
-        return check_module(make(), rng.standard_normal(shape), max_elements=MODEL_SAMPLES, step=STEP)
+        return check_module(make(), rng.standard_normal(shape), max_elements=MODEL_SAMPLES)
     return Case(name, config, run, make, lambda rng: rng.standard_normal(shape), (0,))
 
 

@@ -20,7 +20,6 @@ from .hooks import HOOK_KINDS, add_hook
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
-
 def primary_output(output):
     """A module's main output: the array itself, or the first of a tuple such as MaxPool2d's (y, indices)."""
     return output[0] if isinstance(output, tuple) else output
