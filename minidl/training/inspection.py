@@ -56,6 +56,8 @@ class InspectedTrainer(Trainer):
         plot_activations(self.epochs_seen, self.path("activations.png"))
         plot_update_ratios(self.epochs_seen, self.path("update_ratios.png"))
         images, masks = self.val_images[:SALIENCY_IMAGES], self.val_masks[:SALIENCY_IMAGES]
+        if not len(images):
+            return
         gradients = loss_gradients(self.model, self.config, images, masks)
         plot_saliency(images[:, 0], masks[:, 0], gradients, self.path("saliency.png"),
                       title=f"epoch {self.epochs_seen[-1][0]}, loss against the true mask")
