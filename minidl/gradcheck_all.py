@@ -34,7 +34,8 @@ def as_list(inputs):
 
 
 def module_results(module, inputs, wrt, upstream=None, seed=SEED):
-    """{name: host array} of one forward and backward: output, each checked input's gradient, each parameter's."""
+    """({name: host array}, upstream) of one forward and backward: the output, each checked input's gradient
+    and each parameter's; ``upstream`` (the output's shape) is drawn from ``seed`` unless given."""
     inputs = as_list(inputs)
     output = primary_output(module(*inputs))
     if upstream is None:
