@@ -295,7 +295,7 @@ def saliency_command(argv):
     check_output_folder(args.out)
     model, config = load_trained_model(args.checkpoint, args.device)
     written = saliency_files(model, config, args.images, args.out)
-    print(f"wrote {len(written)} saliency maps to {args.out}")
+    print(f"wrote {len(written)} saliency map{'s' * (len(written) != 1)} to {args.out}")
     return 0
 
 

@@ -7,7 +7,7 @@ import sys
 from bench.common import machine_summary, markdown_table, steady_allocator
 from minidl.backend import gpu_available
 
-HELPERS = {"__init__", "__main__", "common", "profile_step"}   # profile_step times minidl alone: run it by name
+HELPERS = {"__init__", "__main__", "common", "profile_step", "inspect_overhead"}  # these time minidl alone: run by name
 
 
 def script_names():

@@ -2,6 +2,7 @@
 
     python -m bench.inspect_overhead                      # CPU, batch 4 of 1x128x128 (train_lung.py's default)
     python -m bench.inspect_overhead --device gpu --batch 32 --size 256
+    OPENBLAS_NUM_THREADS=1 python -m bench.inspect_overhead --clock process   # CPU time: other jobs matter less
 
 Rounds alternate: 4 plain steps, then 4 steps with an Inspector attached (each round attaches a new one
 and takes one untimed step first, as its first step copies the weights once). The median over rounds of
@@ -16,8 +17,9 @@ import numpy
 from bench.common import machine_summary
 
 
-def measure(device="cpu", batch=4, size=128, rounds=10, steps=4):
-    """(plain ms, inspected ms) per step: medians over ``rounds`` interleaved rounds of ``steps`` steps."""
+def measure(device="cpu", batch=4, size=128, rounds=10, steps=4, clock=time.perf_counter):
+    """(plain ms, inspected ms) per step: medians over ``rounds`` interleaved rounds of ``steps`` steps, timed by
+    ``clock`` (wall time by default; ``time.process_time`` counts this process's CPU time)."""
     import minidl
     import models
     from minidl import backend, losses, optim
@@ -44,10 +46,10 @@ def measure(device="cpu", batch=4, size=128, rounds=10, steps=4):
     def timed_round(inspector):
         if inspector is not None:
             step(inspector)
-        begin = time.perf_counter()
+        begin = clock()
         for _ in range(steps):
             step(inspector)
-        return 1000.0 * (time.perf_counter() - begin) / steps
+        return 1000.0 * (clock() - begin) / steps
 
     for _ in range(2):
         step(None)
@@ -65,12 +67,16 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="wall time, or this process's CPU time (CPU only: a GPU's work is not counted)")
     options = parser.parse_args(argv)
-    plain, inspected = measure(options.device, options.batch, options.size, options.rounds)
+    clock = time.process_time if options.clock == "process" else time.perf_counter
+    plain, inspected = measure(options.device, options.batch, options.size, options.rounds, clock=clock)
     print(machine_summary())
     print(f"SegNetSmall, batch {options.batch} of 1x{options.size}x{options.size}, {options.device}: "
           f"plain {plain:.2f} ms/step, with --inspect's Inspector {inspected:.2f} ms/step, overhead "
-          f"{100.0 * (inspected / plain - 1):+.1f}% (medians of {options.rounds} interleaved rounds of 4 steps)")
+          f"{100.0 * (inspected / plain - 1):+.1f}% ({options.clock} time, medians of {options.rounds} interleaved "
+          "rounds of 4 steps)")
 
 
 if __name__ == "__main__":

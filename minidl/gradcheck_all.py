@@ -34,7 +34,8 @@ def as_list(inputs):
 
 
 def module_results(module, inputs, wrt, upstream=None, seed=SEED):
-    """{name: host array} of one forward and backward: output, each checked input's gradient, each parameter's."""
+    """({name: host array}, upstream) of one forward and backward: the output, each checked input's gradient
+    and each parameter's; ``upstream`` (the output's shape) is drawn from ``seed`` unless given."""
     inputs = as_list(inputs)
     output = primary_output(module(*inputs))
     if upstream is None:
@@ -116,9 +117,8 @@ def pytorch_error(torch, case):
 
 
 def torch_twin(torch, case, made):
-    """PyTorch's module for ``made`` (a layer, or a model with ``case.make.torch_twin``), same weights and mode."""
-    build = getattr(case.make, "torch_twin", None)
-    twin = build(torch) if build is not None else torch_layer(torch, made)
+    """PyTorch's module for ``made`` (a layer, or a model with ``case.torch_twin``), same weights and mode."""
+    twin = case.torch_twin(torch) if case.torch_twin is not None else torch_layer(torch, made)
     twin.double()
     twin.load_state_dict({name: torch.from_numpy(value) for name, value in made.state_dict().items()})
     return twin.train(made.training)
@@ -147,15 +147,13 @@ def model_case(name, config, build, build_twin, shape):
     def make():
         return signal_preserving_init(build(), numpy.random.default_rng(SEED)).eval()
 
-    def torch_twin_of(torch):
+    def torch_twin(torch):
         from models.torch_twins import torch_models
         return build_twin(torch_models(torch))
 
-    make.torch_twin = torch_twin_of
-
     def run(rng):
         return check_module(make(), rng.standard_normal(shape), max_elements=MODEL_SAMPLES)
-    return Case(name, config, run, make, lambda rng: rng.standard_normal(shape), (0,))
+    return Case(name, config, run, make, lambda rng: rng.standard_normal(shape), (0,), torch_twin)
 
 
 def model_cases():

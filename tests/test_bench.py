@@ -97,7 +97,7 @@ def test_profile_step_times_every_leaf_module_inside_the_step():
 
 def test_python_m_bench_leaves_the_profiler_out():
     from bench.__main__ import script_names
-    assert "profile_step" not in script_names() and "models" in script_names()
+    assert not {"profile_step", "inspect_overhead"} & set(script_names()) and "models" in script_names()
 
 
 def test_the_harness_times_with_freed_memory_kept_and_says_so():
@@ -140,3 +140,9 @@ def test_the_layer_script_times_every_case_on_both_sides(torch):
                                                              for step in ("fwd", "fwd+bwd")]
     for row in rows:
         assert row["minidl ms"] > 0 and row["torch ms"] > 0 and math.isfinite(row["ratio"]), row
+
+
+def test_inspect_overhead_times_both_kinds_of_step():
+    from bench.inspect_overhead import measure
+    plain, inspected = measure(batch=1, size=16, rounds=2)
+    assert 0 < plain < 10_000 and 0 < inspected < 10_000

@@ -124,7 +124,7 @@ def test_saliency_writes_a_map_per_image(inspected_run, tmp_path, capsys):
     Image.fromarray((numpy.random.default_rng(0).random((40, 48)) * 255).astype(numpy.uint8)).save(image_path)
     out = tmp_path / "maps"
     assert train_lung.main(["saliency", "--checkpoint", inspected_run, "--out", str(out), image_path]) == 0
-    assert "wrote 1 saliency maps" in capsys.readouterr().out
+    assert f"wrote 1 saliency map to {out}" in capsys.readouterr().out
     with Image.open(out / "chest_saliency.png") as picture:
         assert picture.size[0] > 200
 
@@ -149,3 +149,10 @@ def test_inspect_does_not_change_what_is_trained(tmp_path):
     assert any(key.endswith("running_var") for key in weights)
     for key in weights:
         numpy.testing.assert_array_equal(watched[key], unwatched[key], err_msg=key)
+
+
+def test_inspect_with_make_synthetic_is_a_one_line_error(tmp_path, capsys):
+    status = train_lung.main(["--make-synthetic", str(tmp_path / "set"), "4", "--inspect"])
+    err = capsys.readouterr().err
+    assert status == 2 and "--inspect watches training; --make-synthetic only writes a dataset" in err
+    assert not os.path.exists(tmp_path / "set")
