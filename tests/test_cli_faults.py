@@ -193,6 +193,11 @@ def newest_checkpoint(folder):
     return max(found, key=lambda checkpoint: (checkpoint["epoch"], checkpoint["step"]), default=None)
 
 
+def has_checkpoint(folder):
+    """Whether a finished checkpoint is in the folder (they appear by an atomic rename)."""
+    return any(os.path.exists(os.path.join(folder, name)) for name in ("last.npz", "best.npz"))
+
+
 def test_sigkill_at_random_points_always_leaves_a_checkpoint_that_loads_and_resumes(tmp_path):
     folder, epochs, generator = str(tmp_path / "run"), 12, random.Random(20)
     fresh = [sys.executable, SCRIPT, *TINY, "--epochs", str(epochs), "--out", folder]
@@ -201,7 +206,10 @@ def test_sigkill_at_random_points_always_leaves_a_checkpoint_that_loads_and_resu
     for _ in range(5):
         command = resume if newest_checkpoint(folder) is not None else fresh
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(generator.uniform(1.0, 3.0))
+        started = time.monotonic()  # a slow machine may need longer than the kill's delay to write the first one
+        while command is fresh and not has_checkpoint(folder) and time.monotonic() - started < 120:
+            time.sleep(0.05)
+        time.sleep(generator.uniform(0.2, 2.0))
         process.kill()
         _, err = process.communicate(timeout=60)
         assert b"Traceback" not in err, err
