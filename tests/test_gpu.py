@@ -514,7 +514,7 @@ def test_pooling_kernels_equal_host_pooling(dtype, rng):
             continue
         x = tie_free((2, 3, h, w), rng, dtype)
         x[0, 0].flat[-1] = x[0, 0].flat[0]  # one tie: the first maximum in scan order wins
-        y, indices, cache = host_pooling.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode)
+        (y, indices), cache = host_pooling.max_pool2d_forward(x, kernel, stride, padding, dilation, ceil_mode)
         y_gpu, indices_gpu = kernels.max_pool_forward(to_gpu(x), kernel, stride, padding, dilation, grid)
         assert_identical(y_gpu, y, f"max-pool {geometry}")
         assert_identical(indices_gpu, indices, f"max-pool indices {geometry}")
@@ -539,7 +539,7 @@ def test_kernels_on_a_layer_sized_input(rng):
     assert_identical(kernels.im2col(to_gpu(x), (3, 3), (1, 1), (1, 1), (1, 1)), cols, "im2col")
     assert_identical(kernels.col2im(to_gpu(cols), x.shape, (1, 1), (1, 1), (1, 1)),
                      host_windows.col2im(cols, x.shape, (1, 1), (1, 1), (1, 1)), "col2im")
-    y, indices, cache = host_pooling.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    (y, indices), cache = host_pooling.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
     y_gpu, indices_gpu = kernels.max_pool_forward(to_gpu(x), (2, 2), (2, 2), (0, 0), (1, 1), y.shape[2:])
     assert_identical(y_gpu, y, "max-pool")
     assert_identical(indices_gpu, indices, "max-pool indices")

@@ -81,7 +81,7 @@ def test_ceil_mode_matches_torch_and_gradcheck(torch, kernel, stride, padding, d
 @pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 1, 1), (3, 2, 1), (2, 1, 0)])
 def test_ties_go_to_first_maximum_in_scan_order(torch, kernel, stride, padding, rng):
     x = rng.integers(0, 3, size=(2, 3, 7, 8)).astype(numpy.float64)
-    y, indices, _ = max_pool2d_forward(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2)
+    (y, indices), _ = max_pool2d_forward(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2)
     dy = rng.standard_normal(y.shape)
     y_torch, indices_torch, _ = _torch_pool(torch, x, kernel, stride, padding, 1, dy)
     assert (indices == indices_torch).all()
@@ -90,7 +90,7 @@ def test_ties_go_to_first_maximum_in_scan_order(torch, kernel, stride, padding, 
 
 def test_first_of_equal_maxima_wins():
     x = numpy.array([[[[1.0, 5.0], [5.0, 5.0]]]])
-    _, indices, _ = max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    (_, indices), _ = max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
     assert indices.item() == 1
 
 
@@ -100,7 +100,7 @@ def test_nan_and_minus_inf_windows_match_torch(torch):
     x[0, 0, 1, :3] = -numpy.inf
     x[0, 0, 3, 3] = numpy.nan
     x[0, 0, 4, 4] = numpy.nan
-    y, indices, _ = max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
+    (y, indices), _ = max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
     y_torch, indices_torch, _ = _torch_pool(torch, x, 3, 2, 1, 1, numpy.ones(y.shape))
     assert (indices == indices_torch).all()
     numpy.testing.assert_array_equal(y, y_torch)
@@ -110,7 +110,7 @@ def test_nan_and_minus_inf_windows_match_torch(torch):
 def test_scatter_backward_equals_col2im_backward(kernel, stride, padding, rng):
     x = tie_free((2, 3, 9, 8), rng)
     geometry = ((kernel,) * 2, (stride,) * 2, (padding,) * 2)
-    y, indices, cache = max_pool2d_forward(x, *geometry)
+    (y, indices), cache = max_pool2d_forward(x, *geometry)
     dy = rng.standard_normal(y.shape)
     scattered = scatter_to_planes(dy, indices, x.shape[2:])
     numpy.testing.assert_array_equal(scattered, route_through_windows(dy, cache))

@@ -54,7 +54,7 @@ def test_winograd_equals_the_im2col_convolution(geometry, rows, rng, monkeypatch
     assert_close(y, direct_conv(x, weight, bias, padding, grid), rtol=1e-12, atol=1e-12, name="output")
     dy = rng.standard_normal(y.shape)
     monkeypatch.setattr(winograd, "MIN_CHANNEL_RATIO", 10 ** 9)  # the reference below must not take this path
-    _, reference_cache = conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1), grid)
+    _, reference_cache = conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1))
     assert reference_cache[0] != "winograd"
     expected = conv2d_backward(dy, reference_cache)
     for name, actual, wanted in zip(("dx", "dweight", "dbias"), winograd.winograd_backward(dy, cache), expected):
@@ -91,8 +91,7 @@ def test_outputs_of_16_pixels_a_side_take_4x4_tiles(output_hw, m):
 @pytest.mark.parametrize("bias, size", [(True, (5, 7)), (False, (5, 7)), (True, (16, 17))], ids=str)
 def test_wide_conv2d_finite_differences(bias, size, rng):
     module = Conv2d(WIDE, WIDE, 3, padding=1, bias=bias)
-    _, cache = conv2d_forward(rng.standard_normal((2, WIDE) + size), module.weight.data, None, (1, 1), (1, 1), (1, 1),
-                              size)
+    _, cache = conv2d_forward(rng.standard_normal((2, WIDE) + size), module.weight.data, None, (1, 1), (1, 1), (1, 1))
     assert cache[0] == "winograd"
     errors = check_module(module, rng.standard_normal((2, WIDE) + size), max_elements=200)
     assert set(errors) == {"input", "weight"} | ({"bias"} if bias else set())
@@ -187,7 +186,7 @@ def test_inference_keeps_no_transformed_tiles(rng):
     assert module.cache is None
     assert peak < 1.5 * y.nbytes, f"peak {peak} bytes for an output of {y.nbytes}"
     numpy.testing.assert_array_equal(y, y_kept)
-    assert winograd.winograd_forward(x, module.weight.data, None, (1, 1), (32, 40), keep=False)[1] is None
+    assert winograd.winograd_forward(x, module.weight.data, None, (1, 1), (32, 40), for_backward=False)[1] is None
 
 
 def test_an_empty_batch_gives_zero_weight_gradients(rng):

@@ -29,7 +29,7 @@ for outputs under 16 pixels a side, instead (``minidl/functional/winograd.py``):
 the same result with 4x (2.25x) fewer multiplies.
 """
 from ..backend import get_array_module, runs_winograd, samples_per_unfold, unfold_budget
-from .im2col import band_padding, col2im, im2col_in_workspace, row_bands
+from .im2col import band_padding, col2im, im2col_in_workspace, output_grid, row_bands
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import accumulate_product, workspace
 
@@ -90,7 +90,7 @@ def correlate(x, weight, stride, padding, dilation, grid):
     return y.reshape(n, out_channels, grid[0], grid[1])
 
 
-def scatter(x, weight, stride, padding, dilation, output_hw):
+def transposed_correlate(x, weight, stride, padding, dilation, output_hw):
     """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> (N, Cout, *output_hw).
 
     cols[n] = W^T (Cout*kh*kw, Cin) @ x[n] (Cin, H*W), then y[n] = col2im(cols[n]); a pointwise
@@ -105,7 +105,7 @@ def scatter(x, weight, stride, padding, dilation, output_hw):
     y = xp.zeros((n, out_channels) + tuple(output_hw), dtype=x.dtype)
     for chunk, top, stop in pieces(x, out_channels, (kh, kw), (h, w)):
         size = chunk.stop - chunk.start
-        cols = workspace.take("conv.scatter", (size, out_channels * kh * kw, (stop - top) * w), x.dtype, x)
+        cols = workspace.take("conv.transposed_correlate", (size, out_channels * kh * kw, (stop - top) * w), x.dtype, x)
         xp.matmul(_weight_matrix(weight).T, flat_x[chunk, :, top * w:stop * w], out=cols)
         col2im(cols.reshape(size, out_channels, kh, kw, stop - top, w), y[chunk].shape, stride,
                band_padding(padding, stride, top), dilation, out=y[chunk])
@@ -157,13 +157,14 @@ def twin_is_cheaper(weight, stride, padding, dilation):
             and not is_pointwise(weight.shape[2:], stride, padding))
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation, grid, keep=True):
+def conv2d_forward(x, weight, bias, stride, padding, dilation, for_backward=True):
     """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo), cache.
 
-    ``keep`` False says no backward will follow (``no_grad``), so Winograd keeps nothing for one.
+    ``for_backward`` False says no backward will follow (``no_grad``), so Winograd keeps nothing for one.
     """
+    grid = output_grid(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     if winograd_pays(weight, stride, dilation) and runs_winograd(x):
-        y, winograd_cache = winograd_forward(x, weight, bias, padding, grid, keep)
+        y, winograd_cache = winograd_forward(x, weight, bias, padding, grid, for_backward)
         return y, ("winograd", winograd_cache)
     if twin_is_cheaper(weight, stride, padding, dilation):
         twin = get_array_module(weight).ascontiguousarray(transposed_twin(weight))
@@ -194,7 +195,7 @@ def conv2d_backward(dy, cache):
         dx, dtwin, dbias = conv_transpose2d_backward(dy, twin_cache)
         return dx, transposed_twin(dtwin), dbias
     # dx = W^T dy: the transposed convolution of dy, back onto x's grid
-    dx = scatter(dy, weight, stride, padding, dilation, x.shape[2:])
+    dx = transposed_correlate(dy, weight, stride, padding, dilation, x.shape[2:])
     # dW[o, (c, i, j)] = sum_{n, p} dy[n, o, p] * cols(x)[n, (c, i, j), p]
     dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
     kernel, (rows, width) = weight.shape[2:], dy.shape[2:]
@@ -209,7 +210,7 @@ def conv2d_backward(dy, cache):
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_hw):
     """x (N, Cin, H, W), weight (Cin, Cout, kh, kw), bias (Cout,) or None -> y (N, Cout, Hout, Wout), cache."""
-    y = scatter(x, weight, stride, padding, dilation, output_hw)
+    y = transposed_correlate(x, weight, stride, padding, dilation, output_hw)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y, (x, weight, bias is not None, stride, padding, dilation)

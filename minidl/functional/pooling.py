@@ -141,7 +141,7 @@ def _extend(x, extra, fill):
 
 
 def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
-    """x (N, C, H, W) -> y (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64, cache.
+    """x (N, C, H, W) -> (y (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64), cache.
 
     ``kernel``, ``stride``, ``padding`` and ``dilation`` are pairs; the grid is
     ``pooled_grid`` (PyTorch's). Cells past the padded input, which ceil_mode's
@@ -151,7 +151,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     if kernels:
         grid = pooled_grid(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
         y, indices = kernels.max_pool_forward(x, kernel, stride, padding, dilation, grid)
-        return y, indices, (indices, x.shape, kernel, stride, padding, dilation)
+        return (y, indices), (indices, x.shape, kernel, stride, padding, dilation)
     xp = get_array_module(x)
     n, c, h, w = x.shape
     grid = pooled_grid((h, w), kernel, stride, padding, dilation, ceil_mode)
@@ -170,7 +170,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
         if only_minus_inf.any():
             first_inside = first_inside_indices(grid, (h, w), stride, padding, dilation, xp)
             indices = xp.where(only_minus_inf, first_inside, indices)
-    return y, indices, (indices, x.shape, kernel, stride, padding, dilation)
+    return (y, indices), (indices, x.shape, kernel, stride, padding, dilation)
 
 
 def windows_overlap(kernel, stride, dilation):

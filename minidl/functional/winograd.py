@@ -142,8 +142,8 @@ def kernel_transform(weight, m):
     return u.reshape(-1, out_channels, in_channels)
 
 
-def input_transform(x, m, padding, grid, keep):
-    """x (n, C, H, W) -> V (t^2, C, n*T) = (B^T kron B^T) d for every t x t tile d: a new array if ``keep`` (the
+def input_transform(x, m, padding, grid, for_backward):
+    """x (n, C, H, W) -> V (t^2, C, n*T) = (B^T kron B^T) d for every t x t tile d: a new array if ``for_backward`` (the
     backward's operand), else a workspace view."""
     xp = get_array_module(x)
     n, channels = x.shape[:2]
@@ -151,7 +151,7 @@ def input_transform(x, m, padding, grid, keep):
     windows = workspace.take("winograd.windows", (t * t, channels, n * th * tw), x.dtype, x)
     im2col(x, (t, t), (m, m), padding, (1, 1), grid=grid,
            out=windows.reshape(t, t, channels, n, th, tw).transpose(3, 2, 0, 1, 4, 5))
-    v = xp.empty(windows.shape, dtype=x.dtype) if keep else workspace.take("winograd.v", windows.shape, x.dtype, x)
+    v = xp.empty(windows.shape, dtype=x.dtype) if for_backward else workspace.take("winograd.v", windows.shape, x.dtype, x)
     xp.matmul(transform(m, "input", x), windows.reshape(t * t, -1), out=v.reshape(t * t, -1))
     return v
 
@@ -166,10 +166,10 @@ def input_transform_adjoint(dv, m, padding, grid, dx):
            (1, 1), out=dx)
 
 
-def winograd_forward(x, weight, bias, padding, grid, keep=True):
+def winograd_forward(x, weight, bias, padding, grid, for_backward=True):
     """x (N, C, H, W), weight (O, C, 3, 3), bias (O,) or None -> y (N, O, Ho, Wo), cache; ``grid`` = (Ho, Wo).
 
-    ``keep``: whether a backward will follow. The cache then holds each piece's V; without (inference),
+    ``for_backward``: whether a backward will follow. The cache then holds each piece's V; without (inference),
     V goes through the workspace and the cache is None.
     """
     xp = get_array_module(x)
@@ -182,8 +182,8 @@ def winograd_forward(x, weight, bias, padding, grid, keep=True):
     for chunk, top, stop in tile_pieces(n, th, (m + 2) ** 2 * max(x.shape[1], out_channels) * tw * x.itemsize,
                                         cpu_budget(x, CHUNK_BYTES)):
         size, rows = chunk.stop - chunk.start, stop - top
-        v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), keep)
-        if keep:
+        v = input_transform(x[chunk], m, band_padding(padding, (m, m), top), (rows, tw), for_backward)
+        if for_backward:
             transformed.append((chunk, top, stop, v))
         products = workspace.take("winograd.m", (len(u), out_channels, size * rows * tw), x.dtype, x)
         xp.matmul(u, v, out=products)
@@ -195,7 +195,7 @@ def winograd_forward(x, weight, bias, padding, grid, keep=True):
                (m, m), band_padding((0, 0), (m, m), top), (1, 1), out=y[chunk], overwrite=True)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
-    return y, ((transformed, x.shape, weight, bias is not None, padding) if keep else None)
+    return y, ((transformed, x.shape, weight, bias is not None, padding) if for_backward else None)
 
 
 def winograd_backward(dy, cache):

@@ -1,7 +1,8 @@
 """Losses: objects with ``value = loss(logits, target)`` and ``loss.backward()``, over a functional core.
 
 Each loss is a pair of plain functions ``xxx_forward(...) -> (value, cache)``
-and ``xxx_backward(cache, upstream=None) -> d value / d logits``; the classes
+and ``xxx_backward(dout, cache) -> d total / d logits`` (``dout`` = d total / d value, None for 1),
+the calling convention of every layer; the classes
 validate their inputs, keep the cache and turn the value into a Python float
 (an array for reduction ``"none"``). Losses combine by adding values and
 adding the arrays their ``backward()`` returns.

@@ -27,7 +27,7 @@ class Loss:
     def forward_function(self, logits, target):
         raise NotImplementedError(f"{type(self).__name__} does not define forward_function")
 
-    def backward_function(self, cache, upstream):
+    def backward_function(self, dout, cache):
         raise NotImplementedError(f"{type(self).__name__} does not define backward_function")
 
     def evaluate(self, logits, target):
@@ -51,7 +51,7 @@ class Loss:
                                "(call the loss first; forward inside no_grad() keeps nothing, and each "
                                "forward allows one backward)")
         cache, self.cache = self.cache, None
-        return self.backward_function(cache, upstream)
+        return self.backward_function(upstream, cache)
 
 
 def upstream_gradient(loss, upstream, reduction, value_shape, logits):

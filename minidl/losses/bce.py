@@ -28,10 +28,10 @@ def bce_with_logits_forward(logits, target, pos_weight=None, reduction="mean"):
     return reduce_losses(losses, reduction), (logits, target, pos_weight, reduction)
 
 
-def bce_with_logits_backward(cache, upstream=None):
-    """d value / d logits (logits' shape); ``upstream``: None (= 1), a number, or for "none" an array."""
+def bce_with_logits_backward(dout, cache):
+    """d value / d logits (logits' shape); ``dout`` (d total / d value): None (= 1), a number, or for "none" an array."""
     logits, target, pos_weight, reduction = cache
-    upstream = upstream_gradient("BCEWithLogitsLoss", upstream, reduction, logits.shape, logits)
+    upstream = upstream_gradient("BCEWithLogitsLoss", dout, reduction, logits.shape, logits)
     if reduction == "mean":
         upstream = upstream / logits.size
     probability = sigmoid(logits)
@@ -70,8 +70,8 @@ class BCEWithLogitsLoss(Loss):
             pos_weight = as_logits_dtype(to_device(pos_weight, device_of(logits)), logits)
         return bce_with_logits_forward(logits, as_logits_dtype(target, logits), pos_weight, self.reduction)
 
-    def backward_function(self, cache, upstream):
-        return bce_with_logits_backward(cache, upstream)
+    def backward_function(self, dout, cache):
+        return bce_with_logits_backward(dout, cache)
 
     def __repr__(self):
         extra = "" if self.pos_weight is None else f", pos_weight shape {tuple(self.pos_weight.shape)}"

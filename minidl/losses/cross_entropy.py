@@ -42,11 +42,11 @@ def cross_entropy_forward(logits, target, weight=None, reduction="mean", ignore_
     return value, (log_probabilities, safe_target, position_weight, total_weight, reduction)
 
 
-def cross_entropy_backward(cache, upstream=None):
-    """d value / d logits (N, C, ...); ``upstream``: None (= 1), a number, or for "none" an (N, ...) array."""
+def cross_entropy_backward(dout, cache):
+    """d value / d logits (N, C, ...); ``dout`` (d total / d value): None (= 1), a number, or for "none" an (N, ...) array."""
     log_probabilities, safe_target, position_weight, total_weight, reduction = cache
     xp = get_array_module(log_probabilities)
-    upstream = upstream_gradient("CrossEntropyLoss", upstream, reduction, safe_target.shape, log_probabilities)
+    upstream = upstream_gradient("CrossEntropyLoss", dout, reduction, safe_target.shape, log_probabilities)
     if reduction == "mean":
         upstream = xp.where(total_weight > 0, upstream / xp.where(total_weight > 0, total_weight, 1), 0)
     coefficient = (position_weight * upstream)[:, None]
@@ -116,8 +116,8 @@ class CrossEntropyLoss(Loss):
             weight = as_logits_dtype(to_device(weight, device_of(logits)), logits)
         return cross_entropy_forward(logits, target, weight, self.reduction, self.ignore_index)
 
-    def backward_function(self, cache, upstream):
-        return cross_entropy_backward(cache, upstream)
+    def backward_function(self, dout, cache):
+        return cross_entropy_backward(dout, cache)
 
     def __repr__(self):
         extra = "" if self.weight is None else f", weight shape {tuple(self.weight.shape)}"

@@ -27,10 +27,10 @@ def dice_loss_forward(logits, target, smooth=1.0, from_logits=True, reduction="m
     return reduce_losses(1 - dice, reduction), cache
 
 
-def dice_loss_backward(cache, upstream=None):
-    """d value / d logits (logits' shape); ``upstream``: None (= 1), a number, or for "none" a per-plane array."""
+def dice_loss_backward(dout, cache):
+    """d value / d logits (logits' shape); ``dout`` (d total / d value): None (= 1), a number, or for "none" a per-plane array."""
     probabilities, target, dice, denominator, from_logits, reduction = cache
-    upstream = upstream_gradient("DiceLoss", upstream, reduction, dice.shape, probabilities)
+    upstream = upstream_gradient("DiceLoss", dout, reduction, dice.shape, probabilities)
     if reduction == "mean":
         upstream = upstream / dice.size
     plane_scale = upstream / denominator
@@ -70,8 +70,8 @@ class DiceLoss(Loss):
         return dice_loss_forward(logits, as_logits_dtype(target, logits), self.smooth, self.from_logits,
                                  self.reduction)
 
-    def backward_function(self, cache, upstream):
-        return dice_loss_backward(cache, upstream)
+    def backward_function(self, dout, cache):
+        return dice_loss_backward(dout, cache)
 
     def __repr__(self):
         return f"DiceLoss(smooth={self.smooth}, from_logits={self.from_logits}, reduction={self.reduction!r})"

@@ -87,8 +87,8 @@ class Conv2d(_ConvBase):
             raise ValueError(f"Conv2d: input of shape {checks.shape_text(x)} is smaller than the kernel "
                              f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
         bias = None if self.bias is None else self.bias.data
-        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation, grid,
-                                  keep=is_grad_enabled())
+        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation,
+                                  for_backward=is_grad_enabled())
         self.keep(cache, y)
         return y
 

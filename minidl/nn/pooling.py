@@ -51,8 +51,8 @@ class MaxPool2d(Module):
         if min(grid) < 1:
             raise ValueError(f"MaxPool2d: input of shape {checks.shape_text(x)} is smaller than the window "
                              f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
-        y, indices, cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                               self.ceil_mode)
+        (y, indices), cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                                 self.ceil_mode)
         self.keep(cache, y)
         return (y, indices) if self.return_indices else y
 
