@@ -89,6 +89,37 @@ def test_predict_replaces_its_own_earlier_outputs_only_with_overwrite(run_dir, t
     assert "would write over its own input" in one_line_error(status, err)  # never, even with --overwrite
 
 
+def test_predict_reads_each_input_once_before_writing_anything(run_dir, tmp_path, capsys, monkeypatch):
+    """Each input file is opened once, all before the first output lands (outputs land by os.replace), and
+    decoded from the bytes read then (never from the file again)."""
+    from minidl.data import images
+    inputs = [gray_picture(tmp_path / f"{name}.png", value) for name, value in (("a", 60), ("b", 200))]
+    out, events = tmp_path / "out", []
+    real_open, real_replace, real_image_open = open, os.replace, Image.open
+
+    def logged_open(path, *arguments, **keywords):
+        if str(path) in inputs:
+            events.append(("read", os.path.basename(str(path))))
+        return real_open(path, *arguments, **keywords)
+
+    def logged_replace(source, target):
+        events.append(("write", os.path.basename(str(target))))
+        return real_replace(source, target)
+
+    def logged_image_open(source, *arguments, **keywords):
+        if str(source) in inputs:
+            events.append(("decoded from the file", os.path.basename(str(source))))
+        return real_image_open(source, *arguments, **keywords)
+
+    monkeypatch.setattr("builtins.open", logged_open)
+    monkeypatch.setattr(os, "replace", logged_replace)
+    monkeypatch.setattr(images.Image, "open", logged_image_open)
+    assert run_main(["predict", "--checkpoint", run_dir, *inputs, "--out", str(out)], capsys)[0] == 0
+    assert events[:2] == [("read", "a.png"), ("read", "b.png")], events
+    assert sorted(events[2:]) == [("write", name) for name in
+                                  ("a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png")], events
+
+
 def test_predict_into_a_shenzhen_masks_folder_keeps_the_ground_truth(run_dir, tmp_path, capsys):
     root = tmp_path / "Lung Segmentation"
     (root / "CXR_png").mkdir(parents=True)

@@ -9,6 +9,7 @@ pixels are an error. ``read_mask(paths)`` -> (H, W) bool: each file binarised by
 as their union. ``resize_image`` is bilinear and ``resize_mask`` nearest, both
 with Pillow. Errors name the file.
 """
+import io
 import sys
 
 import numpy
@@ -20,9 +21,19 @@ from .errors import DataError
 _INTEGER_RANGES = {"1": 1, "L": 255, "P": 255, "I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535}
 
 
-def _open(path):
+def read_file_bytes(path):
+    """The whole file ``path`` as bytes (a ``DataError`` naming it when it cannot be read)."""
     try:
-        image = Image.open(path)
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as error:
+        raise DataError(f"cannot read image {path}: {_reason(error)}") from None
+
+
+def _open(path, contents=None):
+    """The decoded image ``path`` (from ``contents``, its bytes, when given), errors naming the path."""
+    try:
+        image = Image.open(path if contents is None else io.BytesIO(contents))
         image.load()
     except Image.DecompressionBombError as error:
         raise DataError(f"cannot read image {path}: {error}") from None
@@ -88,10 +99,11 @@ def _as_unit_gray(image, path, rescaled=None):
     raise DataError(f"cannot read image {path}: unsupported pixel mode {image.mode}")
 
 
-def read_image(path, rescaled=None):
+def read_image(path, rescaled=None, contents=None):
     """A radiograph as (H, W) float32 gray in [0, 1]; ``path`` is appended to the list ``rescaled`` (when given)
-    if its values were scaled by their own minimum and maximum."""
-    with _open(path) as image:
+    if its values were scaled by their own minimum and maximum. ``contents``, when given, are the file's bytes
+    already read (``read_file_bytes``): decoded without opening the file again."""
+    with _open(path, contents) as image:
         return _as_unit_gray(image, path, rescaled)
 
 

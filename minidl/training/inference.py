@@ -4,7 +4,7 @@ import os
 import numpy
 from PIL import Image
 
-from ..data import find_pairs, load_pairs, read_image, resize_image, warn_rescaled
+from ..data import find_pairs, load_pairs, read_file_bytes, read_image, resize_image, warn_rescaled
 from ..data.errors import listing
 from ..serialization import atomic_output
 from .builders import build_loss, build_model, check_device
@@ -72,9 +72,9 @@ def check_outputs(outputs, inputs, overwrite=False):
                           "--overwrite is given (or choose another --out)")
 
 
-def _predict_at_training_size(model, config, path, device, rescaled):
-    """(P(lung) at the training size, the image's (height, width)) for one input file."""
-    image = read_image(path, rescaled)
+def _predict_at_training_size(model, config, path, contents, device, rescaled):
+    """(P(lung) at the training size, the image's (height, width)) for one input file, of bytes ``contents``."""
+    image = read_image(path, rescaled, contents)
     resized = resize_image(image, (config.size, config.size))
     return predict_probabilities(model, resized[None, None], 1, device)[0], image.shape
 
@@ -99,12 +99,13 @@ def upscaled_mask(probability, shape):
     return mask
 
 
-def _write_outputs(path, probability, shape, mask_path, overlay_path):
-    """The mask (the probability resized bilinearly to ``shape`` and cut at 0.5) and the overlay of one input."""
+def _write_outputs(path, contents, probability, shape, mask_path, overlay_path):
+    """The mask (the probability resized bilinearly to ``shape`` and cut at 0.5) and the overlay of one input,
+    drawn on the image decoded again from its bytes ``contents``."""
     mask = upscaled_mask(probability, shape)
     with atomic_output(mask_path) as temporary:
         Image.fromarray(mask.astype(numpy.uint8) * numpy.uint8(255)).save(temporary)
-    gray = gray_bytes(read_image(path))
+    gray = gray_bytes(read_image(path, contents=contents))
     with atomic_output(overlay_path) as temporary:
         overlay(gray, mask).save(temporary)
 
@@ -115,19 +116,21 @@ def predict_files(model, config, paths, out_dir, device="cpu", overwrite=False):
     Each image is resized to the training size, segmented, and the lung probability resized back
     (bilinear) and thresholded at 0.5. Before anything is written: the output names are checked to be
     distinct, none of them an input and none an existing file (unless ``overwrite``), and every input is
-    decoded and segmented. So a bad input leaves ``out_dir`` untouched; only the small training-size
-    probabilities are kept, and each image is decoded once more to draw its overlay. Returns the written paths.
+    read (once: its bytes are kept), decoded and segmented. So a bad input leaves ``out_dir`` untouched; besides
+    the inputs' bytes only the small training-size probabilities are kept, and each image is decoded once more,
+    from its bytes, to draw its overlay. Returns the written paths.
     """
     stems = output_stems(paths)
     outputs = output_paths(stems, out_dir)
     check_outputs([path for pair in outputs.values() for path in pair], paths, overwrite)
     rescaled = []
-    predicted = {stem: _predict_at_training_size(model, config, path, device, rescaled)
+    contents = {stem: read_file_bytes(path) for stem, path in stems.items()}
+    predicted = {stem: _predict_at_training_size(model, config, path, contents[stem], device, rescaled)
                  for stem, path in stems.items()}
     warn_rescaled(rescaled)
     os.makedirs(out_dir, exist_ok=True)
     for stem, path in stems.items():
-        _write_outputs(path, *predicted[stem], *outputs[stem])
+        _write_outputs(path, contents[stem], *predicted[stem], *outputs[stem])
     return [path for stem in stems for path in outputs[stem]]
 
 
