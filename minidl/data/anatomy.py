@@ -58,25 +58,35 @@ class Lung:
     medial_fall: float      # how far the dome falls towards the cardiophrenic angle
 
 
+FRAMINGS = {  # name: (probability, lung width range, apex row range), fractions of the image side
+    "wide": (0.1, (0.56, 0.74), (0.08, 0.15)),     # more of the body and the arms (Shenzhen)
+    "close": (0.06, (0.83, 0.9), (0.04, 0.07)),    # cropped close to the ribcage
+    "chest": (0.84, (0.77, 0.83), (0.055, 0.1)),   # framed on the chest (JSRT, Montgomery)
+}
+
+
 def draw_framing(rng):
-    """A field of view: 88% framed tightly on the chest (JSRT, Montgomery), 12% showing more of the body
-    (Shenzhen), with the lungs' height set by the inspiration depth through their aspect ratio."""
-    wide = bool(rng.random() < 0.12)
-    lung_width = rng.uniform(0.56, 0.74) if wide else rng.uniform(0.74, 0.84)
-    top = rng.uniform(0.08, 0.15) if wide else rng.uniform(0.05, 0.1)
+    """A field of view of one of ``FRAMINGS``' kinds, with the lungs' height set by the inspiration depth
+    through their aspect ratio, a small offset and a small rotation."""
+    chance = rng.random()
+    for name, (probability, widths, tops) in FRAMINGS.items():
+        chance -= probability
+        if chance < 0 or name == "chest":
+            break
+    lung_width, top = rng.uniform(*widths), rng.uniform(*tops)
     height = min(lung_width * rng.uniform(0.74, 1.08), 0.965 - top)
-    return Framing(centre=0.5 + rng.uniform(-0.02, 0.02), half_width=lung_width / 2, top=top, height=height,
-                   angle=numpy.radians(rng.uniform(-3.5, 3.5)), wide=wide)
+    return Framing(centre=0.508 + rng.uniform(-0.01, 0.01), half_width=lung_width / 2, top=top, height=height,
+                   angle=numpy.radians(rng.uniform(-2.5, 2.5)), wide=name == "wide")
 
 
 def draw_lung(rng, side, dome_top, angle_y):
     """One lung's parameters; ``side`` -1 for the patient's right (no cardiac notch), +1 for the left."""
     left = side > 0
     return Lung(
-        side=side, width=rng.uniform(0.95, 1.0), apex_x=rng.uniform(0.4, 0.56), apex_y=rng.uniform(0.0, 0.03),
+        side=side, width=rng.uniform(0.98, 1.0), apex_x=rng.uniform(0.4, 0.56), apex_y=rng.uniform(0.0, 0.03),
         widest_at=rng.uniform(0.68, 0.9), roundness=rng.uniform(0.5, 0.8), taper=rng.uniform(0.0, 0.06),
-        mediastinum=rng.uniform(0.13, 0.2), medial_drop=rng.uniform(0.12, 0.25),
-        bulge=rng.uniform(0.45, 0.65) if left else rng.uniform(0.17, 0.28),
+        mediastinum=rng.uniform(0.14, 0.21), medial_drop=rng.uniform(0.12, 0.25),
+        bulge=rng.uniform(0.48, 0.68) if left else rng.uniform(0.18, 0.3),
         bulge_from=rng.uniform(0.35, 0.48) if left else rng.uniform(0.45, 0.6),
         bulge_peak=rng.uniform(0.82, 0.95), knob=rng.uniform(0.05, 0.12) if left else 0.0,
         knob_at=rng.uniform(0.2, 0.3), dome_top=dome_top, angle_y=angle_y, dome_peak=rng.uniform(0.35, 0.55),
@@ -89,7 +99,7 @@ def draw_lungs(rng):
     lower_left = rng.random() < 0.75
     right_angle = 1.0 - rng.uniform(0.0, 0.05) if lower_left else 1.0
     left_angle = 1.0 if lower_left else 1.0 - rng.uniform(0.0, 0.03)
-    left_top = left_angle - rng.uniform(0.13, 0.24)
+    left_top = left_angle - rng.uniform(0.15, 0.27)
     right_top = min(left_top - rng.uniform(0.02, 0.07), right_angle - 0.08)
     return draw_lung(rng, -1.0, right_top, right_angle), draw_lung(rng, +1.0, left_top, left_angle)
 

@@ -59,7 +59,7 @@ def _body(x, y, rng, framing):
     shoulder_width = rng.uniform(1.55, 1.9)
     widening = numpy.clip((0.25 - y) / 0.4, 0.0, 1.0) ** 0.7
     torso_edge = torso_width + (shoulder_width - torso_width) * widening
-    shoulder_line = rng.uniform(-0.42, -0.3) + rng.uniform(0.1, 0.2) * numpy.clip(across - 0.35, 0.0, None)
+    shoulder_line = rng.uniform(-0.5, -0.3) + rng.uniform(0.15, 0.3) * numpy.clip(across - 0.35, 0.0, None)
     scale = framing.half_width
     torso = _inside((torso_edge - across) * scale) * _inside((y - shoulder_line) * framing.height)
     neck = _inside((rng.uniform(0.3, 0.42) - across) * scale)
@@ -181,12 +181,19 @@ def _breasts(x, y, rng, framing):
     return _inside((1.0 - distance) * radius_y * framing.height, 0.006) * fade
 
 
+def _lung_air(depth, rng):
+    """How much air each pixel's ray crosses in a lung ``depth`` deep: a sharp step at the border, then a
+    gradual rise over the lung's thin rim (lungs are thinner near their borders), so the edge is faint."""
+    rim = rng.uniform(0.02, 0.05)
+    return _inside(depth) * (rng.uniform(0.4, 0.7) + rng.uniform(0.3, 0.6) * numpy.clip(depth / rim, 0.0, 1.0))
+
+
 def _attenuation(x, y, lungs, framing, rng):
     """The radiograph before imaging: (H, W) attenuation, and the lung mask."""
     right, left = lungs
     depths = [lung_depth(lung, x, y, framing) for lung in lungs]
     mask = numpy.maximum(*depths) > 0
-    lung_fields = numpy.maximum(*[_inside(depth) for depth in depths])
+    lung_fields = numpy.maximum(*[_lung_air(depth, rng) for depth in depths])
     below_dome = numpy.where(x < 0, y - dome(right, numpy.abs(x)), y - dome(left, numpy.abs(x)))
     abdomen = _inside(below_dome * framing.height) * (0.55 + 0.45 * numpy.clip(below_dome / 0.12, 0.0, 1.0))
     spine, trachea = _spine_and_trachea(x, y, rng)
@@ -229,7 +236,7 @@ def _imaging(attenuation, rng):
     grain = rng.uniform(0.0, 0.03) * _smooth_noise(image.shape, 0.8 * size / 128.0, rng)
     image = image + grain + rng.uniform(0.004, 0.035) * numpy.sqrt(image + 0.05) * rng.standard_normal(image.shape)
     gradient = numpy.linspace(-0.5, 0.5, size)
-    return image + rng.uniform(-0.06, 0.06) * gradient[:, None] + rng.uniform(-0.06, 0.06) * gradient[None, :]
+    return image + rng.uniform(-0.12, 0.12) * gradient[:, None] + rng.uniform(-0.1, 0.1) * gradient[None, :]
 
 
 def _collimation(image, mask, rng):
