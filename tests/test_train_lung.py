@@ -5,6 +5,7 @@ import json
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from PIL import Image
 import minidl
 from minidl.backend import gpu_available
 from minidl.data import write_layout
+from minidl.data.components import label_components, postprocess_mask
 from minidl.training import MODEL_STRIDES, TrainConfig, dice_and_iou, load_trained_model
 from minidl.training import loop as loop_module
 
@@ -183,6 +185,26 @@ def test_predict_writes_mask_and_overlay_at_the_original_size(trained_run, tmp_p
     assert os.path.exists(os.path.join(out, "x1_mask.png")) and not temporary_files(out)
 
 
+def test_predict_cleans_masks_unless_told_not_to_and_says_how_much(trained_run, tmp_path, capsys):
+    path = str(tmp_path / "noise.png")
+    Image.fromarray(numpy.random.default_rng(7).integers(0, 255, (32, 32), numpy.uint8)).save(path)
+    masks, printed = {}, {}
+    for flag in ("--postprocess", "--no-postprocess"):
+        out = str(tmp_path / flag)
+        status, printed[flag], _ = run_main(["predict", "--checkpoint", trained_run, path, "--out", out, flag],
+                                            capsys)
+        assert status == 0
+        with Image.open(os.path.join(out, "noise_mask.png")) as picture:
+            masks[flag] = numpy.asarray(picture) > 0
+    assert "postprocessing" not in printed["--no-postprocess"]
+    cleaned, raw = masks["--postprocess"], masks["--no-postprocess"]
+    labels = label_components(raw)
+    assert len(numpy.unique(labels[labels >= 0])) > 2  # an untrained model's speckle: something to clean
+    numpy.testing.assert_array_equal(cleaned, postprocess_mask(raw))
+    changed = numpy.count_nonzero(cleaned != raw) / numpy.count_nonzero(raw)
+    assert f"changed 1 of 1 masks, by {100 * changed:.1f}% of the lung area" in printed["--postprocess"]
+
+
 def test_make_synthetic_writes_the_kaggle_layout(tmp_path, capsys):
     data = str(tmp_path / "kaggle")
     status, out, _ = run_main(["--make-synthetic", data, "2"], capsys)
@@ -191,7 +213,8 @@ def test_make_synthetic_writes_the_kaggle_layout(tmp_path, capsys):
 
 
 def expected_dice_and_iou(checkpoint, image_dir, mask_dir):
-    """Mean Dice and IoU of a segnet_small checkpoint on 8-bit PNG pairs, computed without minidl.training."""
+    """Per-image Dice and IoU (arrays, in file-name order) of a segnet_small checkpoint on 8-bit PNG pairs,
+    computed without minidl.training and without postprocessing."""
     import models
 
     state = minidl.load(checkpoint)
@@ -212,17 +235,49 @@ def expected_dice_and_iou(checkpoint, image_dir, mask_dir):
         sizes = len(predicted_pixels) + len(true_pixels)
         dices.append(2 * len(overlap) / sizes if sizes else 1.0)
         ious.append(len(overlap) / len(union) if union else 1.0)
-    return numpy.mean(dices), numpy.mean(ious)
+    return numpy.array(dices), numpy.array(ious)
 
 
-def test_evaluate_prints_the_dice_and_iou_of_the_checkpoint(trained_run, tmp_path, capsys):
+def test_evaluate_prints_the_dice_and_iou_of_the_checkpoint_and_its_worst_cases(trained_run, tmp_path, capsys):
     data = write_layout(str(tmp_path / "shenzhen"), "shenzhen", 6, seed=5, size=32)
     checkpoint = os.path.join(trained_run, "best.npz")
-    status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache"], capsys)
-    assert status == 0 and "on 6 images at 32x32" in out
+    gallery = str(tmp_path / "pictures" / "worst.png")
+    status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache",
+                               "--no-postprocess", "--gallery", gallery], capsys)
+    assert status == 0 and "on 6 images at 32x32\n" in out
     printed = re.search(r"Dice (\S+)  IoU (\S+)", out)
     dice, iou = expected_dice_and_iou(checkpoint, os.path.join(data, "CXR_png"), os.path.join(data, "mask"))
-    assert float(printed[1]) == pytest.approx(dice, abs=6e-5) and float(printed[2]) == pytest.approx(iou, abs=6e-5)
+    assert float(printed[1]) == pytest.approx(dice.mean(), abs=6e-5)
+    assert float(printed[2]) == pytest.approx(iou.mean(), abs=6e-5)
+    median = re.search(r"per-image Dice: median (\S+),", out)
+    assert float(median[1]) == pytest.approx(numpy.median(dice), abs=6e-5)
+    names = sorted(name[:-len(".png")] for name in os.listdir(os.path.join(data, "CXR_png")))
+    worst = re.findall(r"(CHNCXR_\d{4}_[01]) (\S+)", out.split("lowest Dice: ")[1].splitlines()[0])
+    expected = [names[index] for index in numpy.argsort(dice, kind="stable")[:5]]
+    assert [name for name, _ in worst] == expected
+    assert [float(value) for _, value in worst] == pytest.approx(numpy.sort(dice)[:5], abs=6e-5)
+    with Image.open(gallery) as picture:
+        assert picture.format == "PNG" and picture.size[0] > picture.size[1]
+    assert f"drawn in {gallery}" in out
+
+
+def test_evaluate_postprocesses_by_default_and_draws_beside_the_checkpoint(trained_run, tmp_path, capsys):
+    data = write_layout(str(tmp_path / "generic"), "shenzhen", 4, seed=6, size=32)
+    checkpoint = str(tmp_path / "copy" / "best.npz")
+    os.makedirs(os.path.dirname(checkpoint))
+    shutil.copy(os.path.join(trained_run, "best.npz"), checkpoint)
+    status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache"], capsys)
+    raw = re.search(r"\(postprocessed; raw masks: Dice (\S+)\)", out)
+    dice, _ = expected_dice_and_iou(checkpoint, os.path.join(data, "CXR_png"), os.path.join(data, "mask"))
+    assert status == 0 and float(raw[1]) == pytest.approx(dice.mean(), abs=6e-5)
+    assert os.path.exists(str(tmp_path / "copy" / "worst_cases.png"))
+
+
+def test_evaluate_refuses_a_gallery_it_cannot_write_before_any_work(trained_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    status, _, err = run_main(["evaluate", "--checkpoint", trained_run, "--data", str(tmp_path / "missing"),
+                               "--gallery", str(tmp_path / "file" / "worst.png")], capsys)
+    assert status == 2 and err.count("\n") == 1 and "--gallery" in err and "is not a folder" in err
 
 
 def test_training_on_a_folder_uses_the_real_loading_path(tmp_path, capsys):
