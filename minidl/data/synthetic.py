@@ -150,25 +150,29 @@ def _reach_window(across, down, reach):
 
 
 def _vessels(x, y, lung, rng, framing):
-    """Vessel markings: branches fanning out from the lung's hilum, tapering and fading towards the periphery."""
+    """Vessel markings: the hilum, and branches fanning out from it (some starting along the way, as side
+    branches do), tapering and fading towards the periphery."""
     hilum_x, hilum_y = lung.side * rng.uniform(0.25, 0.35), rng.uniform(0.38, 0.5)
     across = (x - hilum_x) * framing.half_width * lung.side  # outward positive, in image sides
     down = (y - hilum_y) * framing.height
-    count = 18
+    count = 20
     angles = numpy.radians(rng.uniform(-70.0, 95.0, count))  # 0 lateral, 90 straight down
     reach = rng.uniform(0.12, 0.3, count) * framing.height
     bend = rng.uniform(-3.0, 3.0, count)
-    texture = numpy.exp(-(across ** 2 + down ** 2) / (0.035 * framing.height) ** 2) * 0.6  # the hilum
-    window = _reach_window(across, down, reach.max())
-    across, down = across[window], down[window]
-    branches = numpy.zeros_like(across)
-    for angle, length, curvature in zip(angles, reach, bend):
-        along = across * numpy.cos(angle) + down * numpy.sin(angle)
-        offset = -across * numpy.sin(angle) + down * numpy.cos(angle) + curvature * along ** 2
-        fraction = numpy.clip(along / length, 0.0, 1.0)
-        width = 0.009 * framing.height * (1.0 - 0.7 * fraction) + 1e-4
-        branches = numpy.maximum(branches, numpy.exp(-(offset / width) ** 2) * (1.0 - fraction) * (along > 0))
-    texture[window] += branches
+    start = rng.uniform(0.0, 0.4, count) * reach  # how far out along its direction a branch leaves the tree
+    start_angle = angles + numpy.radians(rng.uniform(-25.0, 25.0, count))
+    texture = numpy.exp(-(across ** 2 + down ** 2) / (0.035 * framing.height) ** 2) * 0.6
+    window = _reach_window(across, down, (start + reach).max())
+    across, down = across[window][None], down[window][None]
+    angles, reach, bend, start, start_angle = (value.astype(numpy.float32)[:, None, None]
+                                               for value in (angles, reach, bend, start, start_angle))
+    right, below = across - start * numpy.cos(start_angle), down - start * numpy.sin(start_angle)
+    along = right * numpy.cos(angles) + below * numpy.sin(angles)
+    offset = -right * numpy.sin(angles) + below * numpy.cos(angles) + bend * along ** 2
+    fraction = numpy.clip((along + start) / (reach + start), 0.0, 1.0)
+    width = 0.009 * framing.height * (1.0 - 0.7 * fraction) + 1e-4
+    branches = numpy.exp(-(offset / width) ** 2) * (1.0 - fraction) * (along > 0)
+    texture[window] += branches.max(axis=0, initial=0.0)
     return texture
 
 
@@ -211,7 +215,7 @@ def _attenuation(x, y, lungs, framing, rng):
     attenuation += rng.uniform(0.1, 0.18) * _clavicles(x, y, rng) * body
     attenuation += _scapulae_and_shoulders(x, y, rng, framing) * body
     vessels = sum(_vessels(x, y, lung, rng, framing) * _inside(depth, 0.02) for lung, depth in zip(lungs, depths))
-    attenuation += rng.uniform(0.08, 0.16) * vessels
+    attenuation += rng.uniform(0.1, 0.2) * vessels
     if rng.random() < 0.4:
         attenuation += rng.uniform(0.03, 0.1) * _breasts(x, y, rng, framing) * body
     attenuation += lung_fields * rng.uniform(0.01, 0.03) * _smooth_noise(x.shape, x.shape[0] / 90.0, rng)
@@ -220,8 +224,8 @@ def _attenuation(x, y, lungs, framing, rng):
 
 def _contrast_curve(attenuation, rng):
     """Exposure and display: a random window, then a gamma and an S-shaped curve mixed in: (H, W) in [0, 1]."""
-    low = rng.uniform(-0.15, 0.05) + numpy.percentile(attenuation, 1)
-    high = rng.uniform(-0.05, 0.15) + numpy.percentile(attenuation, 99)
+    low = rng.uniform(-0.1, 0.05) + numpy.percentile(attenuation, 1)
+    high = rng.uniform(-0.05, 0.1) + numpy.percentile(attenuation, 99)
     level = numpy.clip((attenuation - low) / (high - low), 0.0, 1.0) ** rng.uniform(0.6, 1.6)
     s_curve = 0.5 + 0.5 * numpy.tanh(rng.uniform(2.0, 5.0) * (level - rng.uniform(0.35, 0.65)))
     return level + rng.uniform(0.0, 0.7) * (s_curve - level)
@@ -234,7 +238,7 @@ def _imaging(attenuation, rng):
     image -= rng.uniform(0.0, 0.6) * (_gaussian_blur(image, size / 10.0) - image.mean())
     image = _contrast_curve(image, rng)
     grain = rng.uniform(0.0, 0.03) * _smooth_noise(image.shape, 0.8 * size / 128.0, rng)
-    image = image + grain + rng.uniform(0.004, 0.035) * numpy.sqrt(image + 0.05) * rng.standard_normal(image.shape)
+    image = image + grain + rng.uniform(0.004, 0.03) * numpy.sqrt(image + 0.05) * rng.standard_normal(image.shape)
     gradient = numpy.linspace(-0.5, 0.5, size)
     return image + rng.uniform(-0.12, 0.12) * gradient[:, None] + rng.uniform(-0.1, 0.1) * gradient[None, :]
 
