@@ -120,15 +120,17 @@ def _scapulae_and_shoulders(x, y, rng, framing):
     return rng.uniform(0.0, 0.08) * scapula + rng.uniform(0.12, 0.2) * _inside(1.0 - head, 0.05)
 
 
-def _spine_and_trachea(x, y, rng):
-    """The spine (vertebral bodies with darker disc spaces) and the trachea's air column above the carina."""
-    spine_half = rng.uniform(0.09, 0.13)
+def _spine(x, y, rng):
+    """The spine: a band of vertebral bodies with darker disc spaces."""
     spacing = rng.uniform(0.075, 0.09)
     discs = 0.8 + 0.2 * numpy.cos(2 * numpy.pi * (y / spacing + rng.uniform(0, 1))) ** 2
-    spine = _band(x - rng.uniform(-0.02, 0.02), spine_half) * discs
+    return _band(x - rng.uniform(-0.02, 0.02), rng.uniform(0.09, 0.13)) * discs
+
+
+def _trachea(x, y, rng):
+    """The trachea's air column, down to the carina."""
     carina = rng.uniform(0.22, 0.32)
-    trachea = _band(x - rng.uniform(-0.03, 0.03), rng.uniform(0.04, 0.06)) * _inside((carina - y) * 0.5, 0.01)
-    return spine, trachea
+    return _band(x - rng.uniform(-0.03, 0.03), rng.uniform(0.04, 0.06)) * _inside((carina - y) * 0.5, 0.01)
 
 
 def _heart(x, y, lungs):
@@ -192,33 +194,48 @@ def _lung_air(depth, rng):
     return _inside(depth) * (rng.uniform(0.4, 0.7) + rng.uniform(0.3, 0.6) * numpy.clip(depth / rim, 0.0, 1.0))
 
 
-def _attenuation(x, y, lungs, framing, rng):
-    """The radiograph before imaging: (H, W) attenuation, and the lung mask."""
+def _soft_tissue(x, y, lungs, lung_air, body, framing, rng):
+    """Attenuation of the soft tissue and air: body, abdomen under the domes (with a gastric bubble), heart,
+    lungs, trachea and, for some, breast shadows."""
     right, left = lungs
-    depths = [lung_depth(lung, x, y, framing) for lung in lungs]
-    mask = numpy.maximum(*depths) > 0
-    lung_fields = numpy.maximum(*[_lung_air(depth, rng) for depth in depths])
     below_dome = numpy.where(x < 0, y - dome(right, numpy.abs(x)), y - dome(left, numpy.abs(x)))
     abdomen = _inside(below_dome * framing.height) * (0.55 + 0.45 * numpy.clip(below_dome / 0.12, 0.0, 1.0))
-    spine, trachea = _spine_and_trachea(x, y, rng)
-    body = _body(x, y, rng, framing)
-    heart = _heart(x, y, lungs) * (1.0 - abdomen)
-    attenuation = rng.uniform(0.45, 0.6) * body + rng.uniform(0.04, 0.1) * abdomen * body
-    attenuation += rng.uniform(0.05, 0.12) * heart
-    attenuation -= rng.uniform(0.28, 0.4) * lung_fields * (0.8 + 0.2 * numpy.clip(y / 0.5, 0.0, 1.0))
-    attenuation -= rng.uniform(0.05, 0.12) * trachea
+    attenuation = (rng.uniform(0.45, 0.6) + rng.uniform(0.04, 0.1) * abdomen) * body
+    attenuation += rng.uniform(0.05, 0.12) * _heart(x, y, lungs) * (1.0 - abdomen)
+    attenuation -= rng.uniform(0.28, 0.4) * lung_air * (0.8 + 0.2 * numpy.clip(y / 0.5, 0.0, 1.0))
+    attenuation -= rng.uniform(0.05, 0.12) * _trachea(x, y, rng)
     gastric = numpy.hypot((x - rng.uniform(0.35, 0.6)) / 0.16, (below_dome - 0.07) / 0.05)
     attenuation -= rng.uniform(0.0, 0.15) * _inside((1.0 - gastric) * 0.05, 0.005) * (below_dome > 0)
-    attenuation += rng.uniform(0.04, 0.1) * spine * (0.4 + 0.6 * (1.0 - lung_fields))
-    attenuation += rng.uniform(0.04, 0.1) * _posterior_ribs(x, y, rng) * body * (0.45 + 0.55 * lung_fields)
-    attenuation += rng.uniform(0.015, 0.045) * _anterior_ribs(x, y, rng) * body
-    attenuation += rng.uniform(0.1, 0.18) * _clavicles(x, y, rng) * body
-    attenuation += _scapulae_and_shoulders(x, y, rng, framing) * body
-    vessels = sum(_vessels(x, y, lung, rng, framing) * _inside(depth, 0.02) for lung, depth in zip(lungs, depths))
-    attenuation += rng.uniform(0.1, 0.2) * vessels
     if rng.random() < 0.4:
         attenuation += rng.uniform(0.03, 0.1) * _breasts(x, y, rng, framing) * body
-    attenuation += lung_fields * rng.uniform(0.01, 0.03) * _smooth_noise(x.shape, x.shape[0] / 90.0, rng)
+    return attenuation
+
+
+def _bones(x, y, lung_air, body, framing, rng):
+    """Attenuation of the bones: spine, posterior and anterior ribs, clavicles, scapulae and humeral heads."""
+    attenuation = rng.uniform(0.04, 0.1) * _spine(x, y, rng) * (0.4 + 0.6 * (1.0 - lung_air))
+    attenuation += rng.uniform(0.04, 0.1) * _posterior_ribs(x, y, rng) * (0.45 + 0.55 * lung_air)
+    attenuation += rng.uniform(0.015, 0.045) * _anterior_ribs(x, y, rng)
+    attenuation += rng.uniform(0.1, 0.18) * _clavicles(x, y, rng)
+    return (attenuation + _scapulae_and_shoulders(x, y, rng, framing)) * body
+
+
+def _lung_markings(x, y, lungs, depths, lung_air, framing, rng):
+    """Attenuation of the vessels and the parenchyma's fine texture inside the lungs."""
+    vessels = sum(_vessels(x, y, lung, rng, framing) * _inside(depth, 0.02) for lung, depth in zip(lungs, depths))
+    texture = _smooth_noise(x.shape, x.shape[0] / 90.0, rng)
+    return rng.uniform(0.1, 0.2) * vessels + rng.uniform(0.01, 0.03) * texture * lung_air
+
+
+def _attenuation(x, y, lungs, framing, rng):
+    """The radiograph before imaging: (H, W) attenuation, and the lung mask."""
+    depths = [lung_depth(lung, x, y, framing) for lung in lungs]
+    mask = numpy.maximum(*depths) > 0
+    lung_air = numpy.maximum(*[_lung_air(depth, rng) for depth in depths])
+    body = _body(x, y, rng, framing)
+    attenuation = _soft_tissue(x, y, lungs, lung_air, body, framing, rng)
+    attenuation += _bones(x, y, lung_air, body, framing, rng)
+    attenuation += _lung_markings(x, y, lungs, depths, lung_air, framing, rng)
     return attenuation, mask
 
 
