@@ -68,11 +68,9 @@ FRAMINGS = {  # name: (probability, lung width range, apex row range), fractions
 def draw_framing(rng):
     """A field of view of one of ``FRAMINGS``' kinds, with the lungs' height set by the inspiration depth
     through their aspect ratio, a small offset and a small rotation."""
-    chance = rng.random()
-    for name, (probability, widths, tops) in FRAMINGS.items():
-        chance -= probability
-        if chance < 0 or name == "chest":
-            break
+    names = list(FRAMINGS)
+    name = names[rng.choice(len(names), p=[FRAMINGS[kind][0] for kind in names])]
+    _, widths, tops = FRAMINGS[name]
     lung_width, top = rng.uniform(*widths), rng.uniform(*tops)
     height = min(lung_width * rng.uniform(0.74, 1.08), 0.965 - top)
     return Framing(centre=0.508 + rng.uniform(-0.01, 0.01), half_width=lung_width / 2, top=top, height=height,
