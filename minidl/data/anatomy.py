@@ -59,9 +59,9 @@ class Lung:
 
 
 FRAMINGS = {  # name: (probability, lung width range, apex row range), fractions of the image side
-    "wide": (0.1, (0.56, 0.74), (0.08, 0.15)),     # more of the body and the arms (Shenzhen)
-    "close": (0.06, (0.83, 0.9), (0.04, 0.07)),    # cropped close to the ribcage
-    "chest": (0.84, (0.77, 0.83), (0.055, 0.1)),   # framed on the chest (JSRT, Montgomery)
+    "wide": (0.07, (0.56, 0.74), (0.08, 0.15)),    # more of the body and the arms (Shenzhen)
+    "close": (0.05, (0.83, 0.9), (0.04, 0.07)),    # cropped close to the ribcage
+    "chest": (0.88, (0.77, 0.83), (0.055, 0.1)),   # framed on the chest (JSRT, Montgomery)
 }
 
 

@@ -11,7 +11,7 @@ humeral heads, hila and vessels fanning out from them. Brightness is
 attenuation (air dark, bone bright), passed through a random exposure and
 contrast curve, dynamic-range processing, blur and noise, then burned-in
 markers and collimation edges. Framing, pose and inspiration depth vary widely
-(lung area from about 0.13 to 0.39 of the image).
+(lung area from about 0.12 to 0.42 of the image).
 
 The mask is ``anatomy``'s lung field. Everything is drawn from
 ``numpy.random.default_rng(seed)``; the anatomy does not depend on the image size.
