@@ -309,6 +309,8 @@ def dice_distribution(metrics):
 def evaluate_command(argv):
     args = evaluate_parser().parse_args(argv)
     gallery = gallery_path(args)
+    if os.path.isdir(gallery):
+        raise ConfigError(f"--gallery {gallery} is a folder; give the picture's file name")
     check_output_folder(os.path.dirname(os.path.abspath(gallery)), "--gallery")
     model, config = load_trained_model(args.checkpoint, args.device)
     metrics = evaluate_folder(model, config, args.data, cache_dir_of(args), args.device,

@@ -18,7 +18,7 @@ from PIL import Image
 import minidl
 from minidl.backend import gpu_available
 from minidl.data import write_layout
-from minidl.data.components import label_components, postprocess_mask
+from minidl.data.components import label_components
 from minidl.training import MODEL_STRIDES, TrainConfig, dice_and_iou, load_trained_model
 from minidl.training import inference
 from minidl.training import loop as loop_module
@@ -284,6 +284,10 @@ def test_evaluate_refuses_a_gallery_it_cannot_write_before_any_work(trained_run,
     status, _, err = run_main(["evaluate", "--checkpoint", trained_run, "--data", str(tmp_path / "missing"),
                                "--gallery", str(tmp_path / "file" / "worst.png")], capsys)
     assert status == 2 and err.count("\n") == 1 and "--gallery" in err and "is not a folder" in err
+    status, _, err = run_main(["evaluate", "--checkpoint", trained_run, "--data", str(tmp_path / "missing"),
+                               "--gallery", str(tmp_path)], capsys)
+    assert status == 2
+    assert err == f"train_lung.py: error: --gallery {tmp_path} is a folder; give the picture's file name\n"
 
 
 def test_training_on_a_folder_uses_the_real_loading_path(tmp_path, capsys):

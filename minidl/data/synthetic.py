@@ -86,7 +86,8 @@ def _posterior_ribs(x, y, rng):
     count = int(rng.integers(10, 13))
     spacing = rng.uniform(0.085, 0.105)
     across = numpy.abs(x)
-    centre_line = rng.uniform(-0.2, -0.1) * across + rng.uniform(0.2, 0.3) * across ** 2 + rng.uniform(0.1, 0.25) * across ** 3
+    rise, fall, curl = rng.uniform(-0.2, -0.1), rng.uniform(0.2, 0.3), rng.uniform(0.1, 0.25)
+    centre_line = rise * across + fall * across ** 2 + curl * across ** 3
     distance, index = _rib_distance(y, centre_line, rng.uniform(-0.16, -0.08), spacing, count)
     thickness = rng.uniform(0.018, 0.026) * rng.uniform(0.85, 1.15, count)
     bands = _band(distance, thickness[index] * (1.0 + 0.5 * across))
