@@ -76,7 +76,8 @@ def test_tiny_run_lowers_the_loss_and_writes_every_output(trained_run):
         assert os.path.getsize(os.path.join(trained_run, name)) > 0, name
     rows = history_of(trained_run)
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
-    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    # the validation loss: the training loss of 9 steps is dominated by each batch's augmentation
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
     for row in rows:
         assert 0.0 <= float(row["val_dice"]) <= 1.0 and 0.0 <= float(row["val_iou"]) <= float(row["val_dice"])
     with Image.open(os.path.join(trained_run, "curves.png")) as picture:
