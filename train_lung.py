@@ -5,7 +5,7 @@
     python train_lung.py --data DIR [options]                         train on a downloaded dataset
     python train_lung.py --make-synthetic DIR N                       write N synthetic pairs (Kaggle layout)
     python train_lung.py predict --checkpoint C IMAGES... --out DIR   masks and overlays at original size
-    python train_lung.py evaluate --checkpoint C --data DIR           Dice and IoU on a dataset
+    python train_lung.py evaluate --checkpoint C --data DIR           Dice and IoU on a dataset, worst cases
     python train_lung.py --inspect [options]                          train, writing gradient-flow pictures
     python train_lung.py saliency --checkpoint C IMAGES... --out DIR  d loss / d input for image files
 
@@ -21,6 +21,8 @@ import threading
 import time
 from dataclasses import fields, replace
 
+import numpy
+
 from minidl.backend import reuse_freed_host_memory
 from minidl.data import DataError, default_cache_dir, find_pairs, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
@@ -33,9 +35,12 @@ from minidl.training.folders import (SETTINGS_A_RUN_MAY_CHANGE, best_epoch, carr
 from minidl.training.lock import folder_lock
 from minidl.training.loop import STOP_SIGNALS, StopSignal, raise_stop_signal
 from minidl.training.inspection import InspectedTrainer, saliency_files
+from minidl.training.plots import plot_worst_cases
 
 FLAGS = {"augment": "--no-augment"}  # the flags not named --<setting>
 DEFAULTS = TrainConfig()
+WORST_SHOWN = 5  # images named, and drawn in the gallery, by evaluate
+GALLERY_NAME = "worst_cases.png"
 MAKE_SYNTHETIC_SEED = 2024  # not the training default, so a written set is unseen by a default run
 
 
@@ -93,6 +98,8 @@ def predict_parser():
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--overwrite", action="store_true",
                         help="replace mask and overlay files already in --out (never an input image)")
+    parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep the two largest lung regions and fill their holes (default: on)")
     return parser
 
 
@@ -103,6 +110,10 @@ def evaluate_parser():
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     parser.add_argument("--cache-dir", help="where decoded images are cached")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--postprocess", action=argparse.BooleanOptionalAction, default=True,
+                        help="score the masks cleaned as predict cleans them (default: on)")
+    parser.add_argument("--gallery", help=f"picture of the {WORST_SHOWN} images of lowest Dice (default: "
+                                          f"{GALLERY_NAME} beside the checkpoint)")
     return parser
 
 
@@ -271,22 +282,65 @@ def train_locked(args, config, run_dir, checkpoint):
     return 0
 
 
+def postprocessing_report(changes):
+    """One line saying how much ``predict``'s cleaning changed the masks ({input path: changed fraction})."""
+    changed = {path: fraction for path, fraction in changes.items() if fraction > 0}
+    if not changed:
+        return f"postprocessing (two largest regions, holes filled) changed none of the {len(changes)} masks"
+    worst = max(changed, key=changed.get)
+    mean = sum(changed.values()) / len(changed)
+    return (f"postprocessing (two largest regions, holes filled) changed {len(changed)} of {len(changes)} masks, "
+            f"by {100 * mean:.1f}% of the lung area on average, at most {100 * changed[worst]:.1f}% "
+            f"({os.path.basename(worst)}); --no-postprocess writes the raw masks")
+
+
 def predict_command(argv):
     args = predict_parser().parse_args(argv)
     check_output_folder(args.out)
     model, config = load_trained_model(args.checkpoint, args.device)
     with folder_lock(args.out):
-        written = predict_files(model, config, args.images, args.out, args.device, args.overwrite)
+        written, changes = predict_files(model, config, args.images, args.out, args.device, args.overwrite,
+                                         args.postprocess)
     print(f"wrote {len(written)} files for {len(args.images)} images to {args.out}")
+    if args.postprocess:
+        print(postprocessing_report(changes))
     return 0
+
+
+def gallery_path(args):
+    """Where evaluate draws its worst cases: --gallery, or GALLERY_NAME in the checkpoint's folder."""
+    if args.gallery:
+        return args.gallery
+    folder = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
+    return os.path.join(folder, GALLERY_NAME)
+
+
+def dice_distribution(metrics):
+    """Two lines: the per-image Dice's quartiles and extremes, and the worst images by name."""
+    dice, names = metrics["per_image_dice"], metrics["names"]
+    low, median, high = numpy.percentile(dice, [25, 50, 75])
+    worst = numpy.argsort(dice, kind="stable")[:WORST_SHOWN]
+    return (f"per-image Dice: median {median:.4f}, quartiles {low:.4f}-{high:.4f}, range "
+            f"{dice.min():.4f}-{dice.max():.4f}\n"
+            f"lowest Dice: {', '.join(f'{names[index]} {dice[index]:.4f}' for index in worst)}")
 
 
 def evaluate_command(argv):
     args = evaluate_parser().parse_args(argv)
+    gallery = gallery_path(args)
+    if os.path.isdir(gallery):
+        raise ConfigError(f"--gallery {gallery} is a folder; give the picture's file name")
+    check_output_folder(os.path.dirname(os.path.abspath(gallery)), "--gallery")
     model, config = load_trained_model(args.checkpoint, args.device)
-    metrics = evaluate_folder(model, config, args.data, cache_dir_of(args), args.device)
+    metrics = evaluate_folder(model, config, args.data, cache_dir_of(args), args.device,
+                              postprocess=args.postprocess)
+    cleaned = f" (postprocessed; raw masks: Dice {metrics['raw_dice']:.4f})" if args.postprocess else ""
     print(f"Dice {metrics['dice']:.4f}  IoU {metrics['iou']:.4f}  loss {metrics['loss']:.4f}  "
-          f"on {metrics['count']} images at {config.size}x{config.size}")
+          f"on {metrics['count']} images at {config.size}x{config.size}{cleaned}")
+    print(dice_distribution(metrics))
+    plot_worst_cases(metrics["images"], metrics["masks"], metrics["predicted"], metrics["names"],
+                     metrics["per_image_dice"], gallery, WORST_SHOWN)
+    print(f"the {min(WORST_SHOWN, metrics['count'])} images of lowest Dice are drawn in {gallery}")
     return 0
 
 

@@ -11,8 +11,13 @@ from minidl.data import (DataError, apply_augmentation, default_cache_dir, draw_
                          read_image, read_mask, resize_image, resize_mask, split_indices, synthetic_dataset,
                          write_layout)
 from minidl.data import dataset as dataset_module
+from minidl.data.components import (NEIGHBOURS_4, NEIGHBOURS_8, fill_holes, keep_largest, label_components,
+                                    postprocess_mask)
+from minidl.training.inference import postprocessed
 
 SIZE, COUNT, SEED = 32, 6, 5
+IDENTITY = {"angle": 0.0, "scale": 1.0, "shift_y": 0.0, "shift_x": 0.0, "brightness": 0.0, "contrast": 1.0,
+            "gamma": 1.0, "local_contrast": 0.0, "noise": 0.0, "noise_seed": 0.0}  # augmentation that changes nothing
 
 
 def synthetic_index(name, layout):
@@ -414,8 +419,7 @@ def test_augmentation_shifts_as_asked_and_keeps_masks_binary(rng):
     images = rng.uniform(0.2, 0.8, (2, 1, 32, 32)).astype(numpy.float32)
     masks = numpy.zeros((2, 1, 32, 32), numpy.float32)
     masks[:, :, 8:20, 6:14] = 1.0
-    identity = {"angle": numpy.zeros(2), "scale": numpy.ones(2), "shift_y": numpy.zeros(2),
-                "shift_x": numpy.zeros(2), "brightness": numpy.zeros(2), "contrast": numpy.ones(2)}
+    identity = {name: numpy.full(2, value) for name, value in IDENTITY.items()}
     same_images, same_masks = apply_augmentation(images, masks, identity)
     numpy.testing.assert_allclose(same_images, images, atol=1e-6)
     numpy.testing.assert_array_equal(same_masks, masks)
@@ -431,3 +435,99 @@ def test_augmentation_shifts_as_asked_and_keeps_masks_binary(rng):
     assert 0.0 <= warped_images.min() and warped_images.max() <= 1.0
     again = apply_augmentation(images, masks, draw_augmentation(numpy.random.default_rng(0), 2))
     numpy.testing.assert_array_equal(again[0], warped_images)
+
+
+def reference_labels(mask, neighbours):
+    """Connected components by breadth-first search: a list of sets of (row, col)."""
+    remaining, components = set(zip(*numpy.nonzero(mask))), []
+    while remaining:
+        queue = [remaining.pop()]
+        component = set(queue)
+        while queue:
+            row, col = queue.pop()
+            for row_step, col_step in neighbours:
+                neighbour = (row + row_step, col + col_step)
+                if neighbour in remaining:
+                    remaining.discard(neighbour)
+                    component.add(neighbour)
+                    queue.append(neighbour)
+        components.append(component)
+    return components
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_components_match_a_breadth_first_search(connectivity):
+    neighbours = NEIGHBOURS_8 if connectivity == 8 else NEIGHBOURS_4
+    for seed in range(6):
+        mask = numpy.random.default_rng(seed).random((23, 31)) < 0.45
+        labels = label_components(mask, connectivity)
+        found = [set(zip(*numpy.nonzero(labels == name))) for name in numpy.unique(labels[labels >= 0])]
+        assert sorted(map(sorted, found)) == sorted(map(sorted, reference_labels(mask, neighbours)))
+        assert ((labels >= 0) == mask).all()
+
+
+def test_a_spiral_is_one_component():
+    mask = numpy.zeros((21, 21), bool)
+    for ring in range(0, 10, 2):  # nested square rings joined by a gap-bridging pixel each
+        mask[ring, ring:21 - ring] = mask[20 - ring, ring:21 - ring] = True
+        mask[ring:21 - ring, ring] = mask[ring:21 - ring, 20 - ring] = True
+        mask[ring + 1, ring] = False
+        mask[ring + 1, ring + 1] = True
+    labels = label_components(mask, 4)
+    assert len(numpy.unique(labels[labels >= 0])) == len(reference_labels(mask, NEIGHBOURS_4))
+
+
+def test_postprocessing_keeps_the_two_largest_regions_and_fills_their_holes():
+    mask = numpy.zeros((20, 30), bool)
+    mask[2:18, 2:12] = True       # right lung, 160 pixels, with a hole
+    mask[8:10, 5:7] = False
+    mask[3:17, 16:26] = True      # left lung, 140 pixels
+    mask[0:3, 27:30] = True       # a speck of 9 pixels touching the border
+    mask[18, 14] = True           # a lone pixel
+    cleaned = postprocess_mask(mask)
+    expected = numpy.zeros_like(mask)
+    expected[2:18, 2:12] = expected[3:17, 16:26] = True
+    numpy.testing.assert_array_equal(cleaned, expected)
+    numpy.testing.assert_array_equal(keep_largest(mask, 1), mask & (numpy.arange(30) < 12)[None, :] & (
+        numpy.arange(20) >= 2)[:, None])
+    ring = numpy.zeros((5, 5), bool)
+    ring[0, :] = ring[:, 0] = ring[-1, :] = ring[:, -1] = True  # a hole enclosed against the border
+    assert fill_holes(ring).all()
+    corner = numpy.ones((5, 5), bool)
+    corner[0, 0] = corner[1, 1] = False  # background touching the border only diagonally is a hole
+    filled = fill_holes(corner)
+    assert filled[1, 1] and not filled[0, 0] and filled.sum() == 24
+
+
+def test_postprocessed_probability_agrees_with_the_cleaned_mask():
+    probability = numpy.full((12, 12), 0.2, numpy.float32)
+    probability[1:9, 1:5] = probability[1:9, 7:11] = 0.9
+    probability[5, 2] = 0.3   # a hole
+    probability[11, 5] = 0.8  # a speck
+    adjusted, changed = postprocessed(probability)
+    numpy.testing.assert_array_equal(adjusted >= 0.5, postprocess_mask(probability >= 0.5))
+    assert adjusted[5, 2] == 1.0 and adjusted[11, 5] == 0.0 and adjusted[3, 3] == numpy.float32(0.9)
+    assert changed == pytest.approx(2 / 64)
+
+
+def test_intensity_augmentation_changes_what_it_is_asked_to(rng):
+    images = numpy.full((3, 1, 32, 32), 0.5, numpy.float32)
+    images[:, :, :, 16:] = 0.25
+    masks = numpy.zeros((3, 1, 32, 32), numpy.float32)
+    identity = {name: numpy.full(3, value) for name, value in IDENTITY.items()}
+    noisy = dict(identity, noise=numpy.array([0.0, 0.05, 0.05]), noise_seed=numpy.array([1.0, 1.0, 2.0]))
+    out, _ = apply_augmentation(images, masks, noisy)
+    numpy.testing.assert_allclose(out[0], images[0], atol=1e-6)
+    assert (out[1] - images[1]).std() == pytest.approx(0.05, rel=0.1)
+    assert abs((out[1] - images[1]).mean()) < 0.005 and numpy.abs(out[1] - out[2]).mean() > 0.02
+    numpy.testing.assert_array_equal(apply_augmentation(images, masks, noisy)[0], out)
+    curved, _ = apply_augmentation(images, masks, dict(identity, gamma=numpy.full(3, 2.0)))
+    numpy.testing.assert_allclose(curved[0, 0, 0, [0, 31]], [0.25, 0.0625], atol=1e-6)
+    sharpened, _ = apply_augmentation(images, masks, dict(identity, local_contrast=numpy.full(3, 1.0)))
+    assert sharpened[0, 0, 10, 15] > 0.5 and sharpened[0, 0, 10, 16] < 0.25  # overshoot at the edge
+    numpy.testing.assert_allclose(sharpened[0, 0, 10, [2, 29]], [0.5, 0.25], atol=1e-6)  # flat far from it
+
+
+def test_augmentation_never_flips_left_and_right():
+    params = draw_augmentation(numpy.random.default_rng(3), 500)
+    assert numpy.abs(params["angle"]).max() <= numpy.radians(7) and (params["scale"] > 0).all()

@@ -5,6 +5,7 @@ import json
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from PIL import Image
 import minidl
 from minidl.backend import gpu_available
 from minidl.data import write_layout
+from minidl.data.components import label_components
 from minidl.training import MODEL_STRIDES, TrainConfig, dice_and_iou, load_trained_model
+from minidl.training import inference
 from minidl.training import loop as loop_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +76,8 @@ def test_tiny_run_lowers_the_loss_and_writes_every_output(trained_run):
         assert os.path.getsize(os.path.join(trained_run, name)) > 0, name
     rows = history_of(trained_run)
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
-    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    # the validation loss: the training loss of 9 steps is dominated by each batch's augmentation
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
     for row in rows:
         assert 0.0 <= float(row["val_dice"]) <= 1.0 and 0.0 <= float(row["val_iou"]) <= float(row["val_dice"])
     with Image.open(os.path.join(trained_run, "curves.png")) as picture:
@@ -183,6 +187,31 @@ def test_predict_writes_mask_and_overlay_at_the_original_size(trained_run, tmp_p
     assert os.path.exists(os.path.join(out, "x1_mask.png")) and not temporary_files(out)
 
 
+def test_predict_cleans_masks_unless_told_not_to_and_says_how_much(trained_run, tmp_path, capsys, monkeypatch):
+    path = str(tmp_path / "x.png")
+    Image.fromarray(numpy.zeros((64, 64), numpy.uint8)).save(path)
+    probability = numpy.zeros((1, 32, 32), numpy.float32)
+    probability[:, 4:28, 3:13] = probability[:, 5:27, 18:28] = 0.9  # two lungs, 240 and 220 pixels
+    probability[:, 10:12, 6:8] = 0.1                                # a hole of 4 pixels
+    probability[:, 30:32, 0:2] = 0.8                                # a speck of 4 pixels
+    monkeypatch.setattr(inference, "predict_probabilities", lambda *args, **kwargs: probability.copy())
+    masks, printed = {}, {}
+    for flag in ("--postprocess", "--no-postprocess"):
+        out = str(tmp_path / flag)
+        status, printed[flag], _ = run_main(["predict", "--checkpoint", trained_run, path, "--out", out, flag],
+                                            capsys)
+        assert status == 0
+        with Image.open(os.path.join(out, "x_mask.png")) as picture:
+            masks[flag] = numpy.asarray(picture) > 0
+    assert "postprocessing" not in printed["--no-postprocess"]
+    assert "changed 1 of 1 masks, by 1.7% of the lung area on average, at most 1.7% (x.png)" in printed["--postprocess"]
+    cleaned, raw = masks["--postprocess"], masks["--no-postprocess"]
+    assert raw[60:64, 0:4].any() and not cleaned[56:64, 0:8].any()  # the speck, at twice the size
+    assert not raw[21:23, 13:15].any() and cleaned[18:26, 10:18].all()  # the hole
+    labels = label_components(cleaned)
+    assert len(numpy.unique(labels[labels >= 0])) == 2
+
+
 def test_make_synthetic_writes_the_kaggle_layout(tmp_path, capsys):
     data = str(tmp_path / "kaggle")
     status, out, _ = run_main(["--make-synthetic", data, "2"], capsys)
@@ -191,7 +220,8 @@ def test_make_synthetic_writes_the_kaggle_layout(tmp_path, capsys):
 
 
 def expected_dice_and_iou(checkpoint, image_dir, mask_dir):
-    """Mean Dice and IoU of a segnet_small checkpoint on 8-bit PNG pairs, computed without minidl.training."""
+    """Per-image Dice and IoU (arrays, in file-name order) of a segnet_small checkpoint on 8-bit PNG pairs,
+    computed without minidl.training and without postprocessing."""
     import models
 
     state = minidl.load(checkpoint)
@@ -212,17 +242,53 @@ def expected_dice_and_iou(checkpoint, image_dir, mask_dir):
         sizes = len(predicted_pixels) + len(true_pixels)
         dices.append(2 * len(overlap) / sizes if sizes else 1.0)
         ious.append(len(overlap) / len(union) if union else 1.0)
-    return numpy.mean(dices), numpy.mean(ious)
+    return numpy.array(dices), numpy.array(ious)
 
 
-def test_evaluate_prints_the_dice_and_iou_of_the_checkpoint(trained_run, tmp_path, capsys):
+def test_evaluate_prints_the_dice_and_iou_of_the_checkpoint_and_its_worst_cases(trained_run, tmp_path, capsys):
     data = write_layout(str(tmp_path / "shenzhen"), "shenzhen", 6, seed=5, size=32)
     checkpoint = os.path.join(trained_run, "best.npz")
-    status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache"], capsys)
-    assert status == 0 and "on 6 images at 32x32" in out
+    gallery = str(tmp_path / "pictures" / "worst.png")
+    status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache",
+                               "--no-postprocess", "--gallery", gallery], capsys)
+    assert status == 0 and "on 6 images at 32x32\n" in out
     printed = re.search(r"Dice (\S+)  IoU (\S+)", out)
     dice, iou = expected_dice_and_iou(checkpoint, os.path.join(data, "CXR_png"), os.path.join(data, "mask"))
-    assert float(printed[1]) == pytest.approx(dice, abs=6e-5) and float(printed[2]) == pytest.approx(iou, abs=6e-5)
+    assert float(printed[1]) == pytest.approx(dice.mean(), abs=6e-5)
+    assert float(printed[2]) == pytest.approx(iou.mean(), abs=6e-5)
+    median = re.search(r"per-image Dice: median (\S+),", out)
+    assert float(median[1]) == pytest.approx(numpy.median(dice), abs=6e-5)
+    names = sorted(name[:-len(".png")] for name in os.listdir(os.path.join(data, "CXR_png")))
+    worst = re.findall(r"(CHNCXR_\d{4}_[01]) ([0-9.]+)", out.split("lowest Dice: ")[1].splitlines()[0])
+    expected = [names[index] for index in numpy.argsort(dice, kind="stable")[:5]]
+    assert [name for name, _ in worst] == expected
+    assert [float(value) for _, value in worst] == pytest.approx(numpy.sort(dice)[:5], abs=6e-5)
+    with Image.open(gallery) as picture:
+        assert picture.format == "PNG" and picture.size[0] > picture.size[1]
+    assert f"drawn in {gallery}" in out
+
+
+def test_evaluate_postprocesses_by_default_and_draws_beside_the_checkpoint(trained_run, tmp_path, capsys):
+    data = write_layout(str(tmp_path / "generic"), "shenzhen", 4, seed=6, size=32)
+    checkpoint = str(tmp_path / "copy" / "best.npz")
+    os.makedirs(os.path.dirname(checkpoint))
+    shutil.copy(os.path.join(trained_run, "best.npz"), checkpoint)
+    status, out, _ = run_main(["evaluate", "--checkpoint", checkpoint, "--data", data, "--no-cache"], capsys)
+    raw = re.search(r"\(postprocessed; raw masks: Dice (\S+)\)", out)
+    dice, _ = expected_dice_and_iou(checkpoint, os.path.join(data, "CXR_png"), os.path.join(data, "mask"))
+    assert status == 0 and float(raw[1]) == pytest.approx(dice.mean(), abs=6e-5)
+    assert os.path.exists(str(tmp_path / "copy" / "worst_cases.png"))
+
+
+def test_evaluate_refuses_a_gallery_it_cannot_write_before_any_work(trained_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    status, _, err = run_main(["evaluate", "--checkpoint", trained_run, "--data", str(tmp_path / "missing"),
+                               "--gallery", str(tmp_path / "file" / "worst.png")], capsys)
+    assert status == 2 and err.count("\n") == 1 and "--gallery" in err and "is not a folder" in err
+    status, _, err = run_main(["evaluate", "--checkpoint", trained_run, "--data", str(tmp_path / "missing"),
+                               "--gallery", str(tmp_path)], capsys)
+    assert status == 2
+    assert err == f"train_lung.py: error: --gallery {tmp_path} is a folder; give the picture's file name\n"
 
 
 def test_training_on_a_folder_uses_the_real_loading_path(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """Lung-segmentation data: layout detection and pairing, image reading and caching, a synthetic set,
-a seeded split and light augmentation."""
+a seeded split, augmentation, and connected components for cleaning masks."""
 from .augment import apply_augmentation, draw_augmentation
 from .dataset import default_cache_dir, load_pair, load_pairs
 from .errors import DataError

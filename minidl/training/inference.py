@@ -5,12 +5,13 @@ import numpy
 from PIL import Image
 
 from ..data import find_pairs, load_pairs, read_file_bytes, read_image, resize_image, warn_rescaled
+from ..data.components import postprocess_mask
 from ..data.errors import listing
 from ..serialization import atomic_output
 from .builders import build_loss, build_model, check_device
 from .checkpoint import load_model_weights, read_checkpoint
 from .errors import ConfigError
-from .evaluation import evaluate, predict_probabilities
+from .evaluation import dice_and_iou, evaluate, predict_probabilities
 from .plots import gray_bytes, overlay
 
 
@@ -99,6 +100,20 @@ def upscaled_mask(probability, shape):
     return mask
 
 
+def postprocessed(probability):
+    """(``probability`` made to agree with ``postprocess_mask`` of its 0.5 cut, the fraction of the raw mask's
+    area that changed).
+
+    Pixels the cleaning removed become 0 and pixels it filled become 1, so the mask later resized from the
+    probability is the cleaned one (the other pixels keep their values, and with them the smooth border).
+    """
+    raw = probability >= 0.5
+    cleaned = postprocess_mask(raw)
+    changed = numpy.count_nonzero(raw != cleaned) / max(numpy.count_nonzero(raw), 1)
+    adjusted = numpy.where(cleaned & ~raw, 1.0, numpy.where(raw & ~cleaned, 0.0, probability))
+    return adjusted.astype(numpy.float32), changed
+
+
 def _write_outputs(path, contents, probability, shape, mask_path, overlay_path):
     """The mask (the probability resized bilinearly to ``shape`` and cut at 0.5) and the overlay of one input,
     drawn on the image decoded again from its bytes ``contents``."""
@@ -110,15 +125,19 @@ def _write_outputs(path, contents, probability, shape, mask_path, overlay_path):
         overlay(gray, mask).save(temporary)
 
 
-def predict_files(model, config, paths, out_dir, device="cpu", overwrite=False):
+def predict_files(model, config, paths, out_dir, device="cpu", overwrite=False, postprocess=True):
     """Write ``<stem>_mask.png`` (0/255) and ``<stem>_overlay.png`` at each image's original size.
 
-    Each image is resized to the training size, segmented, and the lung probability resized back
-    (bilinear) and thresholded at 0.5. Before anything is written: the output names are checked to be
-    distinct, none of them an input and none an existing file (unless ``overwrite``), and every input is
-    read (once: its bytes are kept), decoded and segmented. So a bad input leaves ``out_dir`` untouched; besides
-    the inputs' bytes only the small training-size probabilities are kept, and each image is decoded once more,
-    from its bytes, to draw its overlay. Returns the written paths.
+    Each image is resized to the training size, segmented, cleaned unless ``postprocess`` is False (the two
+    largest regions kept, holes filled: ``postprocessed``), and the lung probability resized back (bilinear)
+    and thresholded at 0.5. Before anything is written: the output names are checked to be distinct, none of
+    them an input and none an existing file (unless ``overwrite``), and every input is read (once: its bytes
+    are kept), decoded and segmented. So a bad input leaves ``out_dir`` untouched; besides the inputs' bytes
+    only the small training-size probabilities are kept, and each image is decoded once more, from its bytes,
+    to draw its overlay.
+
+    Returns (the written paths, {input path: fraction of its raw mask's area the cleaning changed}, empty
+    without ``postprocess``).
     """
     stems = output_stems(paths)
     outputs = output_paths(stems, out_dir)
@@ -128,18 +147,36 @@ def predict_files(model, config, paths, out_dir, device="cpu", overwrite=False):
     predicted = {stem: _predict_at_training_size(model, config, path, contents[stem], device, rescaled)
                  for stem, path in stems.items()}
     warn_rescaled(rescaled)
+    changes = {}
+    if postprocess:
+        for stem, (probability, shape) in predicted.items():
+            cleaned, changes[stems[stem]] = postprocessed(probability)
+            predicted[stem] = cleaned, shape
     os.makedirs(out_dir, exist_ok=True)
     for stem, path in stems.items():
         _write_outputs(path, contents[stem], *predicted[stem], *outputs[stem])
-    return [path for stem in stems for path in outputs[stem]]
+    return [path for stem in stems for path in outputs[stem]], changes
 
 
-def evaluate_folder(model, config, data, cache_dir=None, device="cpu", log=print):
-    """Mean loss, Dice and IoU of ``model`` on every pair in the dataset folder ``data``, at the training size."""
+def evaluate_folder(model, config, data, cache_dir=None, device="cpu", log=print, postprocess=True):
+    """Loss, Dice and IoU of ``model`` on every pair in the dataset folder ``data``, at the training size.
+
+    Returns {"loss", "dice", "iou" (means, on the masks cleaned as ``predict`` cleans them unless
+    ``postprocess`` is False), "raw_dice" (the mean without cleaning), "count", "per_image_dice" (N,),
+    "names" (N pair names), "images" (N, S, S), "masks" (N, S, S) bool, "predicted" (N, S, S) bool}.
+    """
     report = find_pairs(data)
     for line in report.lines():
         log(line)
     images, masks = load_pairs(report.pairs, (config.size, config.size), data, cache_dir)
-    metrics, _ = evaluate(model, build_loss(config.loss), config.loss, images[:, None],
-                          masks[:, None].astype(numpy.float32), config.batch_size, device)
-    return {**metrics, "count": len(images)}
+    metrics, probabilities = evaluate(model, build_loss(config.loss), config.loss, images[:, None],
+                                      masks[:, None].astype(numpy.float32), config.batch_size, device)
+    truth = masks >= 0.5
+    predicted = probabilities >= 0.5
+    raw_dice = float(dice_and_iou(predicted, truth)[0].mean())
+    if postprocess:
+        predicted = numpy.stack([postprocess_mask(mask) for mask in predicted])
+    dice, iou = dice_and_iou(predicted, truth)
+    return {"loss": metrics["loss"], "dice": float(dice.mean()), "iou": float(iou.mean()), "raw_dice": raw_dice,
+            "count": len(images), "per_image_dice": dice, "names": [pair.name for pair in report.pairs],
+            "images": images, "masks": truth, "predicted": predicted}

@@ -46,6 +46,25 @@ def plot_predictions(images, masks, probabilities, path, count=6):
         figure.savefig(temporary)
 
 
+def plot_worst_cases(images, masks, predicted, names, dice, path, count=5):
+    """A gallery of the ``count`` images of lowest Dice, worst first, titled with their names and Dice, with
+    true (green) and predicted (red) lung contours. images (N, H, W) in [0, 1], masks and predicted (N, H, W)
+    bool, dice (N,)."""
+    order = numpy.argsort(dice, kind="stable")[:count]
+    figure = Figure(figsize=(3 * len(order), 3.8), dpi=100)
+    for axes, index in zip(numpy.atleast_1d(figure.subplots(1, len(order))), order):
+        axes.imshow(images[index], cmap="gray", vmin=0.0, vmax=1.0)
+        for mask, colour in ((masks[index], "lime"), (predicted[index], "red")):
+            if mask.any():
+                axes.contour(mask.astype(numpy.float32), levels=[0.5], colors=colour, linewidths=1.2)
+        axes.set_title(f"{names[index]}\nDice {dice[index]:.3f}", fontsize=9)
+        axes.set_axis_off()
+    figure.suptitle("lowest Dice: true lungs (green), predicted (red)")
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 0.9))  # the top tenth for the title
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, format="png")
+
+
 ROWS_PER_CHUNK = 512  # rows converted at a time, so no full-size float temporary is made
 
 
