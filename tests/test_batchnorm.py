@@ -132,7 +132,7 @@ def test_rejects_bad_input(layer, x, error, message):
 
 
 def test_functional_backward_returns_the_bias_gradient_without_a_weight():
-    from minidl.functional.batchnorm import batch_norm2d_backward, batch_norm2d_forward
+    from minidl.fast.batchnorm import batch_norm2d_backward, batch_norm2d_forward
     rng = numpy.random.default_rng(5)
     x, bias = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal(2)
     _, cache = batch_norm2d_forward(x, None, None, None, bias, True, 0.1, 1e-5)
@@ -155,8 +155,8 @@ def test_empty_batch_in_eval_mode_passes_through_and_training_refuses_it():
 
 @pytest.mark.parametrize("training", [True, False])
 def test_channel_blocks_give_the_same_result_as_one_block(training, rng, monkeypatch):
-    from minidl.functional import batchnorm
-    from minidl.functional.workspace import workspace
+    from minidl.fast import batchnorm
+    from minidl.fast.workspace import workspace
     layer = _randomised(minidl.nn.BatchNorm2d(5).double(), rng).train(training)
     x = (rng.standard_normal((7, 6, 5, 3)) * 3 + 2).transpose(3, 2, 1, 0)     # (3, 5, 6, 7), not contiguous
     dy = rng.standard_normal((3, 5, 7, 6)).transpose(0, 1, 3, 2)
@@ -176,7 +176,7 @@ def test_channel_blocks_give_the_same_result_as_one_block(training, rng, monkeyp
 
 
 def test_gradcheck_and_torch_parity_one_channel_a_block(torch, rng, monkeypatch):
-    from minidl.functional import batchnorm
+    from minidl.fast import batchnorm
     monkeypatch.setattr(batchnorm, "BLOCK_BYTES", 1)
     x = rng.standard_normal((2, 3, 3, 4)) * 2 + 1
     assert len(batchnorm.channel_blocks(x)) == 3
@@ -200,7 +200,7 @@ def test_gradcheck_and_torch_parity_one_channel_a_block(torch, rng, monkeypatch)
 
 
 def test_eval_backward_uses_the_running_mean_of_its_forward(rng):
-    from minidl.functional.batchnorm import batch_norm2d_backward, batch_norm2d_forward
+    from minidl.fast.batchnorm import batch_norm2d_backward, batch_norm2d_forward
     x, dy = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 4, 4))
     running_mean, running_var, weight = rng.standard_normal(3), rng.uniform(0.5, 2, 3), rng.uniform(0.5, 1.5, 3)
     _, cache = batch_norm2d_forward(x, running_mean, running_var, weight, None, False, 0.1, 1e-5)

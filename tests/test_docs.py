@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy
 import pytest
 
-from minidl.functional.upsample import upsample_bilinear2d_forward
+from minidl.fast.upsample import upsample_bilinear2d_forward
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCS = REPOSITORY / "docs"

@@ -4,7 +4,7 @@ import pytest
 from helpers import assert_close, tie_free
 
 import minidl
-from minidl.functional.pooling import max_pool2d_forward, route_through_windows, scatter_to_planes
+from minidl.fast.pooling import max_pool2d_forward, route_through_windows, scatter_to_planes
 from minidl.gradcheck import TOLERANCE, check_module
 
 # (kernel, stride, padding, dilation, input shape): kernel 2/3, stride 1/2/3/None, padding 0/1, odd sizes

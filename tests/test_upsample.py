@@ -4,7 +4,7 @@ import pytest
 from helpers import assert_close
 
 import minidl
-from minidl.functional.upsample import interpolation_operator, resize_planes, upsample_nearest2d_forward
+from minidl.fast.upsample import interpolation_operator, resize_planes, upsample_nearest2d_forward
 from minidl.gradcheck import TOLERANCE, check_module
 
 # (size, scale_factor, input shape): scales 2 and 3, odd and non-integer targets such as 5x6 -> 11x13

@@ -3,8 +3,8 @@ when each is chosen."""
 import numpy
 import pytest
 
-from minidl.functional import winograd
-from minidl.functional.conv import conv2d_backward, conv2d_forward, correlate
+from minidl.fast import winograd
+from minidl.fast.conv import conv2d_backward, conv2d_forward, correlate
 from minidl.gradcheck import TOLERANCE, check_module
 from minidl.nn import Conv2d
 

@@ -3,8 +3,8 @@ import threading
 
 import numpy
 
-from minidl.functional.conv import conv2d_backward, conv2d_forward
-from minidl.functional.workspace import Workspace, accumulate_product, workspace
+from minidl.fast.conv import conv2d_backward, conv2d_forward
+from minidl.fast.workspace import Workspace, accumulate_product, workspace
 from minidl.nn import Conv2d
 
 
