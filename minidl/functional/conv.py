@@ -35,14 +35,6 @@ def add_bias(y, bias):
     return y
 
 
-def correlate(x, weight, stride, padding, dilation):
-    """Conv without bias: x (N, C, H, W), weight (O, C, kh, kw) -> y (N, O, Ho, Wo)."""
-    cols = im2col(x, weight.shape[2:], stride, padding, dilation)
-    # y[n] = W (O, K) @ cols[n] (K, P)
-    y = get_array_module(x).matmul(weight_matrix(weight), flat_cols(cols))
-    return y.reshape(x.shape[0], weight.shape[0], cols.shape[4], cols.shape[5])
-
-
 def transposed_correlate(x, weight, stride, padding, dilation, output_hw):
     """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> y (N, Cout, *output_hw)."""
     n, _, h, w = x.shape
@@ -56,20 +48,23 @@ def transposed_correlate(x, weight, stride, padding, dilation, output_hw):
 def conv2d_forward(x, weight, bias, stride, padding, dilation, for_backward=True):
     """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo), cache.
 
-    ``for_backward`` (False inside ``no_grad``) matters to the fast engine only.
+    The cache keeps the columns of x for dW. ``for_backward`` (False inside ``no_grad``) matters to the fast
+    engine only.
     """
-    y = add_bias(correlate(x, weight, stride, padding, dilation), bias)
-    return y, (x, weight, bias is not None, stride, padding, dilation)
+    cols = im2col(x, weight.shape[2:], stride, padding, dilation)
+    # y[n] = W (O, K) @ cols(x)[n] (K, P) + b
+    y = get_array_module(x).matmul(weight_matrix(weight), flat_cols(cols))
+    y = add_bias(y.reshape(x.shape[0], weight.shape[0], cols.shape[4], cols.shape[5]), bias)
+    return y, (flat_cols(cols), x.shape, weight, bias is not None, stride, padding, dilation)
 
 
 def conv2d_backward(dy, cache):
     """dy (N, O, Ho, Wo) -> dx (N, C, H, W), dweight (O, C, kh, kw), dbias (O,) or None."""
-    x, weight, has_bias, stride, padding, dilation = cache
+    cols, x_shape, weight, has_bias, stride, padding, dilation = cache
     n, out_channels = dy.shape[:2]
     # dx = W^T dy: the transposed convolution of dy, back onto x's grid
-    dx = transposed_correlate(dy, weight, stride, padding, dilation, x.shape[2:])
+    dx = transposed_correlate(dy, weight, stride, padding, dilation, x_shape[2:])
     # dW = sum_n dy[n] (O, P) @ cols(x)[n]^T (P, K)
-    cols = flat_cols(im2col(x, weight.shape[2:], stride, padding, dilation))
     dweight = weight_gradient(dy.reshape(n, out_channels, cols.shape[2]), cols).reshape(weight.shape)
     # db[o] = sum_{n, p} dy[n, o, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None

@@ -47,10 +47,10 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0):
 
 
 def col2im(cols, input_shape, stride, padding, dilation):
-    """cols (N, C, kh, kw, Ho, Wo) -> x (N, C, H, W), a new array: each column added back onto its window.
+    """cols (N, C, kh, kw, Ho, Wo) -> x (N, C, H, W): each column added back onto its window.
 
     The adjoint of ``im2col``: pixels covered by several windows get the sum of their columns, columns in the
-    padding are dropped.
+    padding are dropped (x is a view of the padded sums, without the border).
     """
     xp = get_array_module(cols)
     n, c, kh, kw, ho, wo = cols.shape
@@ -60,4 +60,4 @@ def col2im(cols, input_shape, stride, padding, dilation):
         for j in range(kw):
             rows, columns = tap_slices((i, j), stride, dilation, (ho, wo))
             target[:, :, rows, columns] += cols[:, :, i, j]
-    return target[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w].copy()
+    return target[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
