@@ -1,4 +1,7 @@
-"""Batch normalisation over the channels of an (N, C, H, W) input.
+"""Fast batch normalisation: ``minidl/functional/batchnorm.py`` worked a few channels at a time, in cache.
+
+Speeds up: fewer passes over memory and no full-size temporaries (about 2x forward on 2 cores, see
+docs/fast_engines.md). Equal to the reference: the same per-channel formulas, evaluated block by block.
 
 Per channel c, with M = N*H*W values:
     mean_c = sum(x) / M,   var_c = sum((x - mean_c)^2) / M     (two passes, biased)

@@ -1,4 +1,8 @@
-"""im2col and col2im: the one sliding-window helper of minidl.
+"""The fast engine's im2col and col2im: those of ``minidl/functional/im2col.py``, into reused buffers.
+
+Speeds up: no padded copy of x, unfolding into a workspace buffer (``im2col_in_workspace``), bands of rows
+(a negative padding), and the CUDA kernels of ``minidl.kernels`` on a GPU. Equal to the reference: each
+copies (or adds) the same entries, only the destination and the order of the loops differ.
 
 ``im2col`` copies every (kh, kw) window of a padded input into a column
 buffer, so a convolution becomes one matrix product and a max-pool one

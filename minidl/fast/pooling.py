@@ -1,4 +1,8 @@
-"""Max-pooling with indices and max-unpooling, the pair SegNet is built on.
+"""Fast max-pooling and max-unpooling: ``minidl/functional/pooling.py`` with cheaper routes and CUDA kernels.
+
+Speeds up: windows unfolded into a reused buffer, the first maximum found by counting, a plain scatter for
+the backward where windows cannot overlap, and one CUDA kernel per op on a GPU. Equal to the reference: the
+same winners under the same PyTorch rules, the same routing of each gradient.
 
 Max-pooling reads every window with im2col, the border padded with -inf so a
 padded cell never wins, and keeps per window the maximum and the flat
