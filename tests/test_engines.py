@@ -4,15 +4,20 @@ Every layer runs forward and backward once per engine on the same input, weights
 in float64 the output, the input gradient and every parameter gradient agree to 1e-12 relative
 (max |fast - reference| / max |reference|), on the CPU and, marked ``gpu``, on CuPy.
 """
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy
 import pytest
 from helpers import gpu_or_skip, tie_free
 
 import minidl
+import minidl.fast.conv
 from minidl import backend, nn
+
+REFERENCE_DIRECTORY = Path(minidl.__file__).parent / "functional"
 
 CONV_CASES = [  # (in, out, kernel, stride, padding, dilation, input shape): which fast form runs
     (3, 4, 3, 1, 1, 1, (2, 3, 9, 11)),                    # direct
@@ -192,3 +197,15 @@ def test_a_backward_runs_on_its_forwards_engine(monkeypatch, rng):
         module(x)
         expected = module.backward(dy)
     numpy.testing.assert_array_equal(dx, expected)
+
+
+def test_every_reference_function_fits_a_screen_and_uses_no_fast_machinery():
+    for path in sorted(REFERENCE_DIRECTORY.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno + 1 <= 40, f"{path.name}::{node.name} is over 40 lines"
+            if isinstance(node, ast.ImportFrom):
+                imported = {alias.name for alias in node.names}
+                assert node.module != "backend" or imported <= {"get_array_module"}, f"{path.name}: {imported}"
+                assert not (node.module or "").startswith(("fast", "workspace")), f"{path.name}: {node.module}"
