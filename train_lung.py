@@ -67,14 +67,16 @@ def train_parser():
     option("--weight-decay", type=float, help="default 0")
     option("--loss", help=f"{', '.join(LOSSES)} (ce trains 2-class logits; default {DEFAULTS.loss})")
     option("--device", help="cpu or gpu (default cpu)")
-    option("--engine", help="reference or fast: the plain ops the docs derive, or the fast ones (default: MINIDL_ENGINE, else fast; a resumed run keeps its own)")
+    option("--engine", help="reference (the plain ops the docs derive) or fast (default: MINIDL_ENGINE, else "
+                            "fast; a resumed run keeps its own)")
     option("--seed", type=int, help="seeds the model, the synthetic set, the split and the augmentation (default 0)")
     option("--val-fraction", type=float, help=f"validation share (default {DEFAULTS.val_fraction})")
     option("--test-fraction", type=float, help="held-out test share, reported at the end (default 0)")
     option("--no-augment", action="store_true", help="train without rotation/scale/shift/brightness changes")
     option("--out", help="run folder (default runs/<date-time>)")
     option("--resume", metavar="CHECKPOINT", help="continue a run from last.npz (or its folder); only --epochs, "
-                                                  "--device, --engine, --out and --data (the same dataset, moved) may be given "
+                                                  "--device, --engine, --out and --data (the same dataset, moved) "
+                                                  "may be given "
                                                   "with it; --out must not hold another run")
     option("--cache-dir", help=f"where decoded images are cached (default {default_cache_dir()})")
     option("--no-cache", action="store_true", help="do not cache decoded images")

@@ -124,7 +124,10 @@ def plane_rows(indices):
 
 
 def max_unpool2d_forward(x, indices, output_hw):
-    """x, indices (N, C, H, W) -> y (N, C, *output_hw), cache: zeros with y[n, c].flat[indices[n, c, p]] = x[n, c, p]."""
+    """x, indices (N, C, H, W) -> y (N, C, *output_hw), cache (the indices).
+
+    y is zeros with y[n, c].flat[indices[n, c, p]] = x[n, c, p].
+    """
     xp = get_array_module(x)
     n, c = x.shape[:2]
     y = xp.zeros((n * c, output_hw[0] * output_hw[1]), dtype=x.dtype)
