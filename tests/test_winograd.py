@@ -160,7 +160,8 @@ def test_backward_uses_the_transformed_tiles_kept_by_forward(rng, monkeypatch):
     dy = rng.standard_normal(y.shape)
     module.zero_grad()
     dx = module.backward(dy)
-    expected = reference.conv2d_backward(dy, (x_before, module.weight.data, True, (1, 1), (1, 1), (1, 1)))
+    _, cache = reference.conv2d_forward(x_before, module.weight.data, module.bias.data, (1, 1), (1, 1), (1, 1))
+    expected = reference.conv2d_backward(dy, cache)
     assert_close(dx, expected[0], rtol=1e-9, atol=1e-9, name="dx")
     assert_close(module.weight.grad, expected[1], rtol=1e-9, atol=1e-9, name="dweight")
 
