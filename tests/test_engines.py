@@ -209,3 +209,13 @@ def test_every_reference_function_fits_a_screen_and_uses_no_fast_machinery():
                 imported = {alias.name for alias in node.names}
                 assert node.module != "backend" or imported <= {"get_array_module"}, f"{path.name}: {imported}"
                 assert not (node.module or "").startswith(("fast", "workspace")), f"{path.name}: {node.module}"
+
+
+def test_reference_im2col_returns_a_fresh_array_each_call(rng):
+    from minidl.functional.im2col import im2col
+    first_x, second_x = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((2, 3, 5, 6))
+    first = im2col(first_x, (3, 3), (1, 1), (1, 1), (1, 1))
+    kept = first.copy()
+    second = im2col(second_x, (3, 3), (1, 1), (1, 1), (1, 1))
+    numpy.testing.assert_array_equal(first, kept)
+    assert not numpy.shares_memory(first, second) and first[:, :, 1, 1].tolist() == first_x.tolist()

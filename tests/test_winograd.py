@@ -12,6 +12,8 @@ from minidl.nn import Conv2d
 from helpers import assert_close
 from test_conv import assert_parity
 
+pytestmark = pytest.mark.engines("fast")  # the fast engine's internals
+
 # (batch, C_in, C_out, (H, W), padding): odd and even sizes, every padding 0..3 and asymmetric ones; outputs
 # of at least 16x16 take F(4x4, 3x3) (the first and third: 18x21 and 21x21), smaller ones F(2x2, 3x3)
 GEOMETRIES = [
