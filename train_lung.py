@@ -24,6 +24,7 @@ from dataclasses import fields, replace
 import numpy
 
 from minidl.backend import reuse_freed_host_memory
+from minidl.engines import get_engine, set_engine
 from minidl.data import DataError, default_cache_dir, find_pairs, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
                              evaluate, evaluate_folder, load_examples, load_trained_model, predict_files,
@@ -71,13 +72,16 @@ def train_parser():
     option("--weight-decay", type=float, help="default 0")
     option("--loss", help=f"{', '.join(LOSSES)} (ce trains 2-class logits; default {DEFAULTS.loss})")
     option("--device", help="cpu or gpu (default cpu)")
+    option("--engine", help="reference (the plain ops the docs derive) or fast (default: MINIDL_ENGINE, else "
+                            "fast; a resumed run keeps its own)")
     option("--seed", type=int, help="seeds the model, the synthetic set, the split and the augmentation (default 0)")
     option("--val-fraction", type=float, help=f"validation share (default {DEFAULTS.val_fraction})")
     option("--test-fraction", type=float, help="held-out test share, reported at the end (default 0)")
     option("--no-augment", action="store_true", help="train without rotation/scale/shift/brightness changes")
     option("--out", help="run folder (default runs/<date-time>)")
     option("--resume", metavar="CHECKPOINT", help="continue a run from last.npz (or its folder); only --epochs, "
-                                                  "--device, --out and --data (the same dataset, moved) may be given "
+                                                  "--device, --engine, --out and --data (the same dataset, moved) "
+                                                  "may be given "
                                                   "with it; --out must not hold another run")
     option("--cache-dir", help=f"where decoded images are cached (default {default_cache_dir()})")
     option("--no-cache", action="store_true", help="do not cache decoded images")
@@ -178,7 +182,7 @@ def prepare_run(args):
     given = explicit_settings(args)
     if args.resume:
         return prepare_resume(args, given)
-    config = replace(DEFAULTS, **given).validate()
+    config = replace(DEFAULTS, **{"engine": get_engine(), **given}).validate()
     run_dir = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
     check_output_folder(run_dir)
     return config, run_dir, None
@@ -259,6 +263,8 @@ def train_command(args):
 
 def train_locked(args, config, run_dir, checkpoint):
     """Train (or resume) into ``run_dir``, whose lock this process holds."""
+    if config.engine is not None:
+        set_engine(config.engine)
     fingerprint = check_dataset(config, checkpoint)
     trainer = (InspectedTrainer if args.inspect else Trainer)(config, run_dir, progress=not args.quiet,
                                                               dataset=fingerprint)
@@ -268,7 +274,7 @@ def train_locked(args, config, run_dir, checkpoint):
     splits = split_examples(config, *examples)
     print(f"{len(splits['train'][0])} training / {len(splits['val'][0])} validation images; model {config.model}, "
           f"{config.optimizer} lr {config.lr}, loss {config.loss}, {config.epochs} epochs of batch "
-          f"{config.batch_size}, {config.device}; run folder {run_dir}")
+          f"{config.batch_size}, {config.device}, {get_engine()} engine; run folder {run_dir}")
     best_carried = checkpoint is not None and carry_best(checkpoint, run_dir)
     if checkpoint is not None:
         print(f"resuming {checkpoint['path']} at epoch {checkpoint['epoch'] + 1}, step {checkpoint['step']}")

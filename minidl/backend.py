@@ -84,7 +84,7 @@ def cpu_budget(x, nbytes):
 
 
 def runs_winograd(x):
-    """Whether wide 3x3 convs take the Winograd path (minidl.functional.winograd) for ``x``'s device: on the
+    """Whether wide 3x3 convs take the Winograd path (minidl.fast.winograd) for ``x``'s device: on the
     CPU, where its 2.25x fewer multiplies pay for the transforms' memory traffic; not on a GPU, where
     cuBLAS's GEMMs are cheap and the transforms would add launches."""
     return not is_gpu_array(x)

@@ -8,7 +8,7 @@ deterministic. GEMMs stay in ``cupy.matmul`` (cuBLAS).
 The CUDA source is written once over ``T`` (float or double) and ``I`` (the
 index type: int, or long long for arrays of 2**31 elements or more); each
 (T, I) pair is compiled on first use and memoised, geometry is passed as
-arguments, so no call ever recompiles. Shapes follow ``minidl.functional.im2col``:
+arguments, so no call ever recompiles. Shapes follow ``minidl.fast.im2col``:
     cols    (N, C, kh, kw, Ho, Wo), window (ho, wo) at offset (i, j) reading
             padded pixel (ho*sh + i*dh, wo*sw + j*dw)
     indices int64, shaped like the pooled output, each ``h * W + w`` inside
@@ -249,7 +249,7 @@ def _launch(name, dtype, sizes, total, arrays, integers, extra=()):
 
 
 def im2col(x, kernel, stride, padding, dilation, pad_value=0.0, grid=None, out=None):
-    """x (N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo); the device twin of ``functional.im2col.im2col``.
+    """x (N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo); the device twin of ``fast.im2col.im2col``.
 
     ``pad_value`` fills the border, ``grid`` = (Ho, Wo) (default: every window
     that fits), ``out`` an optional cols buffer to fill. One thread per cols element.

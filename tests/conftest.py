@@ -1,4 +1,8 @@
-"""Shared fixtures: the PyTorch oracle, seeded generators and tie-free inputs; the gpu mark's guard."""
+"""Shared fixtures: the PyTorch oracle, seeded generators and tie-free inputs; the gpu mark's guard; engines.
+
+The layer, loss and model test files run every test once per engine. A test marked ``engines(...)`` runs on
+just those engines, in any file; every other test runs on the engine MINIDL_ENGINE chose at import.
+"""
 import os
 
 import numpy
@@ -31,6 +35,26 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed_minidl():
     minidl.manual_seed(0)
+
+
+PER_ENGINE_FILES = ("test_activation.py", "test_batchnorm.py", "test_conv.py", "test_gradcheck.py", "test_hooks.py",
+                    "test_losses.py", "test_models.py", "test_pooling.py", "test_upsample.py")
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``engine_name`` over the engines a test runs on (see the module docstring)."""
+    marker = metafunc.definition.get_closest_marker("engines")
+    if marker is not None:
+        metafunc.parametrize("engine_name", marker.args, indirect=True)
+    elif os.path.basename(metafunc.module.__file__) in PER_ENGINE_FILES:
+        metafunc.parametrize("engine_name", minidl.engines.ENGINES, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def engine_name(request):
+    """The engine the test runs on, set for its duration."""
+    with minidl.engine(getattr(request, "param", minidl.get_engine())):
+        yield minidl.get_engine()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -4,9 +4,15 @@ import pytest
 from helpers import assert_close, copy_weights
 
 import minidl
+from minidl.engines import op
 from minidl.gradcheck import TOLERANCE, check_module
 
 OPTIONS = [(affine, track) for affine in (True, False) for track in (True, False)]
+
+
+def engine_pair():
+    """The engine's batch-norm forward and backward."""
+    return op("batchnorm", "batch_norm2d_forward"), op("batchnorm", "batch_norm2d_backward")
 
 
 def _randomised(layer, rng):
@@ -132,7 +138,7 @@ def test_rejects_bad_input(layer, x, error, message):
 
 
 def test_functional_backward_returns_the_bias_gradient_without_a_weight():
-    from minidl.functional.batchnorm import batch_norm2d_backward, batch_norm2d_forward
+    batch_norm2d_forward, batch_norm2d_backward = engine_pair()
     rng = numpy.random.default_rng(5)
     x, bias = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal(2)
     _, cache = batch_norm2d_forward(x, None, None, None, bias, True, 0.1, 1e-5)
@@ -153,10 +159,11 @@ def test_empty_batch_in_eval_mode_passes_through_and_training_refuses_it():
         minidl.nn.BatchNorm2d(2)(numpy.zeros((0, 2, 6, 6), numpy.float32))
 
 
+@pytest.mark.engines("fast")
 @pytest.mark.parametrize("training", [True, False])
 def test_channel_blocks_give_the_same_result_as_one_block(training, rng, monkeypatch):
-    from minidl.functional import batchnorm
-    from minidl.functional.workspace import workspace
+    from minidl.fast import batchnorm
+    from minidl.fast.workspace import workspace
     layer = _randomised(minidl.nn.BatchNorm2d(5).double(), rng).train(training)
     x = (rng.standard_normal((7, 6, 5, 3)) * 3 + 2).transpose(3, 2, 1, 0)     # (3, 5, 6, 7), not contiguous
     dy = rng.standard_normal((3, 5, 7, 6)).transpose(0, 1, 3, 2)
@@ -175,8 +182,10 @@ def test_channel_blocks_give_the_same_result_as_one_block(training, rng, monkeyp
     assert not numpy.shares_memory(y, buffer) and not numpy.shares_memory(blocked[1], buffer)
 
 
+@pytest.mark.engines("fast")
+
 def test_gradcheck_and_torch_parity_one_channel_a_block(torch, rng, monkeypatch):
-    from minidl.functional import batchnorm
+    from minidl.fast import batchnorm
     monkeypatch.setattr(batchnorm, "BLOCK_BYTES", 1)
     x = rng.standard_normal((2, 3, 3, 4)) * 2 + 1
     assert len(batchnorm.channel_blocks(x)) == 3
@@ -200,7 +209,7 @@ def test_gradcheck_and_torch_parity_one_channel_a_block(torch, rng, monkeypatch)
 
 
 def test_eval_backward_uses_the_running_mean_of_its_forward(rng):
-    from minidl.functional.batchnorm import batch_norm2d_backward, batch_norm2d_forward
+    batch_norm2d_forward, batch_norm2d_backward = engine_pair()
     x, dy = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 3, 4, 4))
     running_mean, running_var, weight = rng.standard_normal(3), rng.uniform(0.5, 2, 3), rng.uniform(0.5, 1.5, 3)
     _, cache = batch_norm2d_forward(x, running_mean, running_var, weight, None, False, 0.1, 1e-5)

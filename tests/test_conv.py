@@ -5,7 +5,7 @@ import numpy
 import pytest
 
 import minidl
-from minidl.functional import conv as conv_functions
+from minidl.fast import conv as conv_functions
 from minidl.gradcheck import TOLERANCE, check_module
 from minidl.nn import Conv2d, ConvTranspose2d
 
@@ -254,12 +254,13 @@ def build_twin_case(config):
     return Conv2d(4, 2, kernel, 1, padding, dilation, bias), (batch, 4) + size, form
 
 
+@pytest.mark.engines("fast")
 @pytest.mark.parametrize("config", TWIN_CONFIGS, ids=str)
 def test_conv2d_through_its_transposed_twin_finite_differences(config, rng):
     module, shape, form = build_twin_case(config)
     module.double()
     module(rng.standard_normal(shape))
-    assert module.cache[0][0] == form
+    assert module.cache[0][1][0] == form
     errors = check_module(module, rng.standard_normal(shape))
     assert max(errors.values()) < TOLERANCE, errors
 
@@ -270,8 +271,10 @@ def test_conv2d_through_its_transposed_twin_matches_pytorch(config, torch, rng):
     assert_parity(torch, module.double(), rng.standard_normal(shape), rtol=1e-7)
 
 
+@pytest.mark.engines("fast")
+
 def test_twin_and_direct_forms_agree(rng):
-    from minidl.functional.conv import conv2d_backward, correlate, twin_is_cheaper
+    from minidl.fast.conv import conv2d_backward, correlate, twin_is_cheaper
     module = Conv2d(6, 3, 3, padding=1).double()
     x = rng.standard_normal((2, 6, 8, 9))
     assert twin_is_cheaper(module.weight.data, (1, 1), (1, 1), (1, 1))
@@ -279,7 +282,7 @@ def test_twin_and_direct_forms_agree(rng):
     direct = correlate(x, module.weight.data, (1, 1), (1, 1), (1, 1), (8, 9))
     numpy.testing.assert_allclose(y, direct + module.bias.data.reshape(1, -1, 1, 1), rtol=1e-12, atol=1e-12)
     dy = rng.standard_normal(y.shape)
-    twin_grads = conv2d_backward(dy, module.cache[0])
+    twin_grads = conv2d_backward(dy, module.cache[0][1])
     direct_grads = conv2d_backward(dy, ("direct", (x, module.weight.data, True, (1, 1), (1, 1), (1, 1))))
     for twin_grad, direct_grad in zip(twin_grads, direct_grads):
         numpy.testing.assert_allclose(twin_grad, direct_grad, rtol=1e-12, atol=1e-12)
@@ -330,6 +333,7 @@ def record_pieces(monkeypatch):
 
 
 # Above the unfolding budget (backend.unfold_budget) of columns a sample is unfolded in bands of rows under shifted padding (im2col.band_padding).
+@pytest.mark.engines("fast")
 @pytest.mark.parametrize("case", range(len(BANDED_CASES)))
 @pytest.mark.parametrize("rows", [1, 2], ids=["one-row bands", "two-row bands"])
 def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, rows, monkeypatch, rng):
@@ -351,8 +355,10 @@ def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, rows, monk
     assert rows in [stop - top for _, bands in calls for _, top, stop in bands]
 
 
+@pytest.mark.engines("fast")
+
 def test_pieces_cut_each_sample_into_even_row_bands_within_the_budget(monkeypatch):
-    from minidl.functional.conv import pieces
+    from minidl.fast.conv import pieces
     set_unfold_budget(monkeypatch, 1000)
     x = numpy.zeros((2, 1, 10, 4), dtype=numpy.float32)
     # 3 channels x 5x5 kernel x 1 column x 4 bytes = 300 bytes a row: at most 3 rows a band, 4 bands of 3, 3, 3, 1
@@ -366,6 +372,7 @@ def test_pieces_cut_each_sample_into_even_row_bands_within_the_budget(monkeypatc
     assert pieces(x, 3, (5, 5), (10, 1)) == [(slice(0, 1), 0, 10), (slice(1, 2), 0, 10)]
 
 
+@pytest.mark.engines("fast")
 @pytest.mark.parametrize("layer", ["conv", "transposed"])
 def test_one_row_bands_pass_finite_differences_and_pytorch_parity(layer, monkeypatch, torch, rng):
     set_unfold_budget(monkeypatch, 1)
@@ -377,6 +384,7 @@ def test_one_row_bands_pass_finite_differences_and_pytorch_parity(layer, monkeyp
 
 # On a GPU several samples are unfolded together and dW is one batched GEMM summed over them
 # (conv.add_weight_gradient); the same path runs on the CPU when samples_per_unfold says so.
+@pytest.mark.engines("fast")
 @pytest.mark.parametrize("case", range(len(BANDED_CASES)))
 def test_several_samples_unfolded_together_give_the_same_sums(case, monkeypatch, rng):
     module, shape = BANDED_CASES[case]
@@ -404,6 +412,7 @@ def test_an_empty_batch_gives_empty_outputs_and_gradients(layer, monkeypatch):
     assert not layer.weight.grad.any() and not layer.bias.grad.any()
 
 
+@pytest.mark.engines("fast")
 @pytest.mark.parametrize("layer", ["conv", "transposed"])
 def test_pointwise_layers_unfold_nothing_and_match_pytorch(layer, monkeypatch, torch, rng):
     """A 1x1 stride-1 conv is one GEMM on x itself (no im2col, no col2im) in either direction."""

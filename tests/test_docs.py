@@ -1,4 +1,9 @@
-"""The learning material: every code reference in docs/ resolves, every link and figure exists, figures rebuild."""
+"""The learning material: every code reference in docs/ resolves, quoted code still reads as quoted, every link
+and figure exists, figures rebuild.
+
+A quotation is a fenced ```python block whose first line is ``# file.py::name``: each of its other lines must
+be a line of that definition's source (leading and trailing spaces aside).
+"""
 import ast
 import importlib.util
 import re
@@ -17,6 +22,10 @@ PAGES = sorted(DOCS.glob("*.md"))
 README = REPOSITORY / "README.md"
 DOCUMENTS = PAGES + [README]
 REFERENCE = re.compile(r"([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)")
+QUOTATION = re.compile(r"```python\n# ([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)\n(.*?)```", re.S)
+DERIVATION_PAGES = ("convolution.md", "transposed_convolution.md", "pooling.md", "upsampling.md", "batchnorm.md",
+                    "activations.md")
+TIMING = re.compile(r"\d\s*(ms|seconds|GFLOP/s)\b")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -24,6 +33,22 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def code_references(path):
     """[(file, dotted name)] for every ``file.py::name`` in a Markdown document."""
     return [(file, name.rstrip(".")) for file, name in REFERENCE.findall(path.read_text())]
+
+
+def quotations(path):
+    """[(file, dotted name, [quoted lines])] for every quotation in a Markdown document."""
+    return [(file, name, [line.strip() for line in text.splitlines() if line.strip()])
+            for file, name, text in QUOTATION.findall(path.read_text())]
+
+
+def definition_lines(file, dotted_name):
+    """The stripped source lines of ``dotted_name`` in ``file``."""
+    source = (REPOSITORY / file).read_text()
+    body, node = ast.parse(source).body, None
+    for part in dotted_name.split("."):
+        node = _named_children(body)[part]
+        body = getattr(node, "body", [])
+    return {line.strip() for line in ast.get_source_segment(source, node).splitlines()}
 
 
 def _named_children(body):
@@ -77,6 +102,33 @@ def test_the_pages_exist_and_reference_code():
 def test_code_reference_resolves(document, file, name):
     problem = resolve(file, name)
     assert problem is None, f"{document} refers to {file}::{name}, but {problem}"
+
+
+ALL_QUOTATIONS = [(page.name, file, name, lines) for page in PAGES for file, name, lines in quotations(page)]
+
+
+@pytest.mark.parametrize("page, file, name, lines", ALL_QUOTATIONS,
+                         ids=[f"{p}:{f}::{n}" for p, f, n, _ in ALL_QUOTATIONS])
+def test_quoted_code_is_still_in_the_named_definition(page, file, name, lines):
+    assert resolve(file, name) is None, f"{page} quotes {file}::{name}, but {resolve(file, name)}"
+    missing = [line for line in lines if line not in definition_lines(file, name)]
+    assert not missing, f"{page} quotes lines that {file}::{name} no longer has: {missing}"
+
+
+@pytest.mark.parametrize("page", DERIVATION_PAGES)
+def test_each_derivation_page_quotes_the_reference_code_and_holds_no_timings(page):
+    quoted = [file for file, _, _ in quotations(DOCS / page)]
+    assert quoted and all(file.startswith("minidl/functional/") for file in quoted), f"{page} quotes {quoted}"
+    timing = TIMING.search((DOCS / page).read_text())
+    assert timing is None, f"{page} holds a timing: {timing}"
+
+
+def test_a_quotation_must_match_its_source(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```python\n# minidl/functional/conv.py::add_bias\n    if bias is not None:\n"
+                    "    return y * 2\n```\n")
+    (file, name, lines), = quotations(page)
+    assert [line for line in lines if line not in definition_lines(file, name)] == ["return y * 2"]
 
 
 def test_resolve_rejects_what_does_not_exist():

@@ -18,8 +18,8 @@ import minidl
 import models
 from helpers import gpu_or_skip, tie_free
 from minidl import backend, kernels, losses, metrics, nn, optim
-from minidl.functional import im2col as host_windows
-from minidl.functional import pooling as host_pooling
+from minidl.fast import im2col as host_windows
+from minidl.fast import pooling as host_pooling
 
 pytestmark = pytest.mark.gpu
 

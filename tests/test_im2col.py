@@ -2,7 +2,7 @@
 import numpy
 import pytest
 
-from minidl.functional.im2col import band_padding, col2im, im2col, output_grid, row_bands
+from minidl.fast.im2col import band_padding, col2im, im2col, output_grid, row_bands
 from minidl.functional.windows import pair, transposed_output_size, window_output_size
 
 GEOMETRIES = [

@@ -74,7 +74,7 @@ def test_train_lung_on_the_gpu_writes_a_checkpoint_that_resumes_on_the_cpu(tmp_p
                             "--synthetic-count", "8", "--init-features", "4", "--batch-size", "4", "--quiet",
                             "--no-cache", "--out", str(run_dir)], tmp_path, build_dir)
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
-    assert "batch 4, gpu;" in trained.stdout
+    assert "batch 4, gpu, " in trained.stdout
     checkpoint = minidl.load(str(run_dir / "last.npz"))
     weights = [value for key, value in checkpoint.items() if key.startswith("model.")]
     assert weights and all(isinstance(value, numpy.ndarray) and numpy.isfinite(value).all() for value in weights)

@@ -27,7 +27,9 @@ tool = _load_tool()
 
 
 def _student_env(copy):
-    return dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    """The environment a student runs the copy in: its own default engine (no MINIDL_ENGINE)."""
+    environment = {key: value for key, value in os.environ.items() if key != "MINIDL_ENGINE"}
+    return dict(environment, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
 
 
 def run_assignment_tests(copy):
@@ -81,6 +83,16 @@ def test_every_blankable_name_points_at_an_existing_page_and_is_documented():
         assert (REPOSITORY / page).is_file(), f"{name}: {page} does not exist"
         assert f"| {name} | `{path}::{function}` |" in coursework, f"{name} is missing from docs/coursework.md"
     assert set(BLANKED + (WRONGLY_WRITTEN,)) <= set(tool.available()), tool.available()
+
+
+def test_the_copy_runs_the_reference_engine_whose_backward_is_blanked(student_copy):
+    code = ("import numpy, minidl; print(minidl.get_engine()); conv = minidl.nn.Conv2d(1, 1, 3).double(); "
+            "conv.backward(conv(numpy.ones((1, 1, 4, 4))))")
+    finished = subprocess.run([sys.executable, "-c", code], cwd=student_copy, env=_student_env(student_copy),
+                              capture_output=True, text=True, timeout=60)
+    assert finished.stdout.strip() == "reference"
+    assert "NotImplementedError: conv2d_backward: implement the backward pass" in finished.stderr
+    assert 'DEFAULT_ENGINE = "fast"' in (REPOSITORY / "minidl" / "engines.py").read_text()
 
 
 def test_unknown_name_is_an_error_listing_the_valid_ones(tmp_path):

@@ -202,6 +202,7 @@ def biases_cancelled_by_batch_norm(model):
             if isinstance(module, ConvBlock) and module.bn is not None}
 
 
+@pytest.mark.engines("reference")  # the fast engine is checked against it in test_engines.py
 @pytest.mark.parametrize("name", sorted(TINY_MODELS))
 def test_whole_model_gradients_match_finite_differences(name):
     build, _, shape, _ = TINY_MODELS[name]

@@ -108,6 +108,25 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, capsys)
         [[row[c] for c in columns] for row in history_of(stopped)]
 
 
+
+def saved_engine(run_dir):
+    with numpy.load(os.path.join(run_dir, "last.npz"), allow_pickle=False) as archive:
+        return TrainConfig.from_json(str(archive["config"])).engine
+
+
+def test_the_engine_is_saved_with_the_run_and_a_resume_keeps_it_unless_given(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    status, out, _ = run_main(TINY + ["--epochs", "1", "--engine", "reference", "--out", run_dir], capsys)
+    assert status == 0 and "reference engine" in out and saved_engine(run_dir) == "reference"
+    minidl.set_engine("fast")
+    status, out, _ = run_main(["--resume", run_dir, "--epochs", "2", "--quiet"], capsys)
+    assert status == 0 and "reference engine" in out and saved_engine(run_dir) == "reference"
+    status, out, _ = run_main(["--resume", run_dir, "--epochs", "3", "--engine", "fast", "--quiet"], capsys)
+    assert status == 0 and "fast engine" in out and saved_engine(run_dir) == "fast"
+    status, _, err = run_main(TINY + ["--engine", "slow", "--out", str(tmp_path / "bad")], capsys)
+    assert status == 2 and "--engine slow: choose reference or fast" in err
+
+
 @pytest.mark.parametrize("stop_signal, status_wanted, said", [(signal.SIGINT, 130, "interrupted in"),
                                                                (signal.SIGTERM, 143, "interrupted by SIGTERM in")])
 def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch, stop_signal,

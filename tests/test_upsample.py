@@ -4,7 +4,7 @@ import pytest
 from helpers import assert_close
 
 import minidl
-from minidl.functional.upsample import interpolation_operator, resize_planes, upsample_nearest2d_forward
+from minidl.fast.upsample import interpolation_operator, resize_planes, upsample_nearest2d_forward
 from minidl.gradcheck import TOLERANCE, check_module
 
 # (size, scale_factor, input shape): scales 2 and 3, odd and non-integer targets such as 5x6 -> 11x13
@@ -58,6 +58,7 @@ def test_nearest_source_cells_match_torch_for_many_sizes(torch):
             numpy.testing.assert_array_equal(y, y_torch.numpy(), err_msg=f"{in_size} -> {resize}")
 
 
+@pytest.mark.engines("fast")
 @pytest.mark.parametrize("scale", [2, 3])
 def test_integer_scale_path_equals_matrix_path(scale, rng):
     x = rng.standard_normal((2, 3, 4, 5))
@@ -74,6 +75,8 @@ def test_integer_scale_path_equals_matrix_path(scale, rng):
     assert scales == (scale, scale)
 
 
+@pytest.mark.engines("fast")
+
 def test_interpolation_matrices_keep_the_dtype_and_rows_sum_to_one():
     for dtype in (numpy.float32, numpy.float64):
         matrix, _ = interpolation_operator(5, 11, "bilinear", False, None, numpy.zeros(1, dtype))
@@ -83,6 +86,8 @@ def test_interpolation_matrices_keep_the_dtype_and_rows_sum_to_one():
 
 @pytest.mark.parametrize("mode, in_size, out_size", [("bilinear", 50, 101), ("bilinear", 70, 23),
                                                      ("nearest", 60, 17), ("nearest", 9, 40)])
+@pytest.mark.engines("fast")
+
 def test_band_blocks_cover_every_nonzero(mode, in_size, out_size):
     for transposed in (False, True):
         matrix, blocks = interpolation_operator(in_size, out_size, mode, False, None, numpy.zeros(1),
@@ -93,6 +98,8 @@ def test_band_blocks_cover_every_nonzero(mode, in_size, out_size):
         assert (matrix[~covered] == 0).all()
         assert sum(stop - start for start, stop, _, _ in blocks) == matrix.shape[0]
 
+
+@pytest.mark.engines("fast")
 
 def test_band_blocks_of_a_doubling_are_narrow():
     _, blocks = interpolation_operator(112, 224, "bilinear", True, None, numpy.zeros(1, numpy.float32))

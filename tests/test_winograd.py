@@ -1,15 +1,18 @@
-"""Winograd F(4x4, 3x3) and F(2x2, 3x3): equal to the im2col convolution, finite differences, PyTorch parity,
-when each is chosen."""
+"""Winograd F(4x4, 3x3) and F(2x2, 3x3): equal to the reference im2col convolution, finite differences,
+PyTorch parity, when each is chosen."""
 import numpy
 import pytest
 
-from minidl.functional import winograd
-from minidl.functional.conv import conv2d_backward, conv2d_forward, correlate
+from minidl.fast import winograd
+from minidl.fast.conv import conv2d_forward
+from minidl.functional import conv as reference
 from minidl.gradcheck import TOLERANCE, check_module
 from minidl.nn import Conv2d
 
 from helpers import assert_close
 from test_conv import assert_parity
+
+pytestmark = pytest.mark.engines("fast")  # the fast engine's internals
 
 # (batch, C_in, C_out, (H, W), padding): odd and even sizes, every padding 0..3 and asymmetric ones; outputs
 # of at least 16x16 take F(4x4, 3x3) (the first and third: 18x21 and 21x21), smaller ones F(2x2, 3x3)
@@ -30,7 +33,7 @@ WIDE = 64  # C*O = 4096 = 32 (C + O): the narrowest equal-width conv winograd_pa
 
 def direct_conv(x, weight, bias, padding, grid):
     """The plain im2col convolution (no Winograd, no twin), for comparison."""
-    return correlate(x, weight, (1, 1), padding, (1, 1), grid) + bias.reshape(1, -1, 1, 1)
+    return reference.conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1))[0]
 
 
 @pytest.mark.parametrize("rows", [1, 2, None], ids=["one-tile-row bands", "two-tile-row bands", "whole batch"])
@@ -53,10 +56,8 @@ def test_winograd_equals_the_im2col_convolution(geometry, rows, rng, monkeypatch
         assert len(pieces[0]) > n and rows in [stop - top for _, top, stop in pieces[0]]
     assert_close(y, direct_conv(x, weight, bias, padding, grid), rtol=1e-12, atol=1e-12, name="output")
     dy = rng.standard_normal(y.shape)
-    monkeypatch.setattr(winograd, "MIN_CHANNEL_RATIO", 10 ** 9)  # the reference below must not take this path
-    _, reference_cache = conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1))
-    assert reference_cache[0] != "winograd"
-    expected = conv2d_backward(dy, reference_cache)
+    _, reference_cache = reference.conv2d_forward(x, weight, bias, (1, 1), padding, (1, 1))
+    expected = reference.conv2d_backward(dy, reference_cache)
     for name, actual, wanted in zip(("dx", "dweight", "dbias"), winograd.winograd_backward(dy, cache), expected):
         assert actual.dtype == x.dtype
         assert_close(actual, wanted, rtol=1e-12, atol=1e-12, name=name)
@@ -128,7 +129,7 @@ def test_a_wide_conv_layer_runs_by_winograd_and_keeps_its_results(rng, monkeypat
     module = Conv2d(128, 128, 3, padding=1).double()
     x, dy = rng.standard_normal((2, 128, 6, 8)), rng.standard_normal((2, 128, 6, 8))
     y = module(x)
-    assert module.cache[0][0] == "winograd"
+    assert module.cache[0][1][0] == "winograd"
     module.zero_grad()
     dx = module.backward(dy)
     grads = {name: p.grad.copy() for name, p in module.named_parameters()}
@@ -136,7 +137,7 @@ def test_a_wide_conv_layer_runs_by_winograd_and_keeps_its_results(rng, monkeypat
     plain = Conv2d(128, 128, 3, padding=1).double()
     plain.load_state_dict(module.state_dict())
     assert_close(plain(x), y, rtol=1e-12, atol=1e-12, name="output")
-    assert plain.cache[0][0] != "winograd"
+    assert plain.cache[0][1][0] != "winograd"
     plain.zero_grad()
     assert_close(plain.backward(dy), dx, rtol=1e-12, atol=1e-12, name="dx")
     for name, parameter in plain.named_parameters():
@@ -149,10 +150,10 @@ def test_backward_uses_the_transformed_tiles_kept_by_forward(rng, monkeypatch):
     x = rng.standard_normal((2, WIDE, 16, 20))
     x_before = x.copy()
     y = module(x)
-    (form, (transformed, x_shape, *_)), _, _ = module.cache
+    (_, (form, (transformed, x_shape, *_))), _, _ = module.cache
     assert form == "winograd" and x_shape == x.shape
     assert all(v.shape[:2] == (36, WIDE) for *_, v in transformed)
-    assert not any(item is x for item in module.cache[0][1])
+    assert not any(item is x for item in module.cache[0][1][1])
     x[...] = numpy.nan  # the backward must not read x: the gradients come out of V alone
 
     def no_transform(*args):
@@ -161,7 +162,8 @@ def test_backward_uses_the_transformed_tiles_kept_by_forward(rng, monkeypatch):
     dy = rng.standard_normal(y.shape)
     module.zero_grad()
     dx = module.backward(dy)
-    expected = conv2d_backward(dy, ("direct", (x_before, module.weight.data, True, (1, 1), (1, 1), (1, 1))))
+    _, cache = reference.conv2d_forward(x_before, module.weight.data, module.bias.data, (1, 1), (1, 1), (1, 1))
+    expected = reference.conv2d_backward(dy, cache)
     assert_close(dx, expected[0], rtol=1e-9, atol=1e-9, name="dx")
     assert_close(module.weight.grad, expected[1], rtol=1e-9, atol=1e-9, name="dweight")
 
@@ -193,7 +195,7 @@ def test_an_empty_batch_gives_zero_weight_gradients(rng):
     module = Conv2d(WIDE, WIDE, 3, padding=1)
     module.weight.grad[...] = 0
     y = module(numpy.zeros((0, WIDE, 20, 20), dtype=numpy.float32))
-    assert module.cache[0][0] == "winograd" and y.shape == (0, WIDE, 20, 20)
+    assert module.cache[0][1][0] == "winograd" and y.shape == (0, WIDE, 20, 20)
     module.weight.grad[...] = 0
     dx = module.backward(numpy.zeros(y.shape, dtype=numpy.float32))
     assert dx.shape == (0, WIDE, 20, 20)

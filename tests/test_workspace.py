@@ -2,10 +2,13 @@
 import threading
 
 import numpy
+import pytest
 
-from minidl.functional.conv import conv2d_backward, conv2d_forward
-from minidl.functional.workspace import Workspace, accumulate_product, workspace
+from minidl.fast.conv import conv2d_backward, conv2d_forward
+from minidl.fast.workspace import Workspace, accumulate_product, workspace
 from minidl.nn import Conv2d
+
+pytestmark = pytest.mark.engines("fast")  # the fast engine's internals
 
 
 def test_a_role_reuses_its_buffer_and_grows_only_when_asked_for_more():

@@ -9,7 +9,9 @@ replaced by ``raise NotImplementedError(...)``; its signature and docstring
 stay. The copy also gets ``tests/test_assignment.py``, which gradient-checks
 the layer or loss behind every blankable function and reports, per function,
 "<name>: gradient of <tensor> missing (NotImplementedError)" or
-"<name>: gradient of <tensor> wrong (relative error X)". See docs/coursework.md.
+"<name>: gradient of <tensor> wrong (relative error X)". The copy runs the reference engine by
+default (``minidl/engines.py``), so the tests exercise the blanked reference functions. See
+docs/coursework.md.
 """
 import argparse
 import ast
@@ -42,6 +44,9 @@ BLANKABLE = {
 # never copied into a student's repository: the instructor's own test of this tool
 INSTRUCTOR_ONLY = {"tests/test_make_assignment.py"}
 CHECKED_NAMES_LINE = "CHECKED_NAMES = []  # make_assignment.py writes the names checkable in the copy here"
+ENGINES_FILE = "minidl/engines.py"
+DEFAULT_ENGINE_LINE = 'DEFAULT_ENGINE = "fast"'
+STUDENT_ENGINE_LINE = 'DEFAULT_ENGINE = "reference"'
 SKIPPED_PARTS = {".git", "__pycache__", ".pytest_cache", "runs", "build", "dist"}
 
 
@@ -133,6 +138,15 @@ def write_text(path, text):
         Path(temporary).write_text(text)
 
 
+def run_the_reference_engine(outdir):
+    """Make the copy's default engine "reference", whose backward functions are the blanked ones."""
+    engines = outdir / ENGINES_FILE
+    source = engines.read_text()
+    if source.count(DEFAULT_ENGINE_LINE) != 1:
+        raise RuntimeError(f"{ENGINES_FILE} lost its line {DEFAULT_ENGINE_LINE!r}")
+    write_text(engines, source.replace(DEFAULT_ENGINE_LINE, STUDENT_ENGINE_LINE))
+
+
 def make_assignment(names, outdir, root=REPOSITORY):
     """Write the student copy into ``outdir`` with the backward of each short name in ``names`` blanked."""
     check_names(names, root)
@@ -142,6 +156,7 @@ def make_assignment(names, outdir, root=REPOSITORY):
         file = Path(outdir) / path
         message = f"{function}: implement the backward pass, see {page}"
         write_text(file, blank_function(file.read_text(), function, message))
+    run_the_reference_engine(Path(outdir))
     tests = Path(outdir) / "tests" / "test_assignment.py"
     tests.parent.mkdir(parents=True, exist_ok=True)
     template = (Path(__file__).resolve().parent / "assignment_tests_template.py").read_text()

@@ -1,9 +1,9 @@
-"""``BatchNorm2d``: a thin shell over ``minidl.functional.batchnorm``."""
+"""``BatchNorm2d``: a thin shell over the engine's ``batchnorm`` ops (``minidl.functional.batchnorm``)."""
 import numpy
 
 from ..backend import check_same_device
 from ..functional import checks
-from ..functional.batchnorm import batch_norm2d_backward, batch_norm2d_forward
+from ..engines import get_engine, op
 from ..parameter import Parameter
 from .module import Module
 
@@ -67,15 +67,15 @@ class BatchNorm2d(Module):
         if self.training and self.track_running_stats:
             momentum = self._momentum_for_this_batch()
         weight, bias = (self.weight.data, self.bias.data) if self.affine else (None, None)
-        y, cache = batch_norm2d_forward(x, self.running_mean, self.running_var, weight, bias,
-                                        use_batch_statistics, momentum, self.eps)
-        self.keep(cache, y)
+        y, cache = op("batchnorm", "batch_norm2d_forward")(x, self.running_mean, self.running_var, weight, bias,
+                                                           use_batch_statistics, momentum, self.eps)
+        self.keep((get_engine(), cache), y)
         return y
 
     def backward(self, dy):
         """dy (N, C, H, W) -> dx (N, C, H, W); with affine, adds dweight and dbias into the grads."""
-        cache = self.take_cache(dy)
-        dx, dweight, dbias = batch_norm2d_backward(dy, cache)
+        engine, cache = self.take_cache(dy)
+        dx, dweight, dbias = op("batchnorm", "batch_norm2d_backward", engine)(dy, cache)
         if self.affine:
             self.weight.grad += dweight
             self.bias.grad += dbias

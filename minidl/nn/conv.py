@@ -1,9 +1,8 @@
-"""``Conv2d`` and ``ConvTranspose2d``: thin shells over ``minidl.functional.conv``."""
+"""``Conv2d`` and ``ConvTranspose2d``: thin shells over the engine's ``conv`` ops (``minidl.functional.conv``)."""
 from .. import init
 from ..backend import check_same_device, device_of, to_device
+from ..engines import get_engine, op
 from ..functional import checks
-from ..functional.conv import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
-                               conv_transpose2d_forward)
 from ..functional.windows import pair, transposed_output_size, window_output_size
 from ..grad_mode import is_grad_enabled
 from ..parameter import Parameter
@@ -87,15 +86,15 @@ class Conv2d(_ConvBase):
             raise ValueError(f"Conv2d: input of shape {checks.shape_text(x)} is smaller than the kernel "
                              f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
         bias = None if self.bias is None else self.bias.data
-        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation,
-                                  for_backward=is_grad_enabled())
-        self.keep(cache, y)
+        y, cache = op("conv", "conv2d_forward")(x, self.weight.data, bias, self.stride, self.padding,
+                                                self.dilation, for_backward=is_grad_enabled())
+        self.keep((get_engine(), cache), y)
         return y
 
     def backward(self, dy):
         """dy (N, C_out, H_out, W_out) -> dx (N, C_in, H, W); adds dW and db into weight.grad and bias.grad."""
-        cache = self.take_cache(dy)
-        dx, dweight, dbias = conv2d_backward(dy, cache)
+        engine, cache = self.take_cache(dy)
+        dx, dweight, dbias = op("conv", "conv2d_backward", engine)(dy, cache)
         self._accumulate(dweight, dbias)
         return dx
 
@@ -131,14 +130,14 @@ class ConvTranspose2d(_ConvBase):
                              f"size {size} with kernel {self.kernel_size}, stride {self.stride}, "
                              f"padding {self.padding}")
         bias = None if self.bias is None else self.bias.data
-        y, cache = conv_transpose2d_forward(x, self.weight.data, bias, self.stride, self.padding, self.dilation,
-                                            size)
-        self.keep(cache, y)
+        y, cache = op("conv", "conv_transpose2d_forward")(x, self.weight.data, bias, self.stride, self.padding,
+                                                          self.dilation, size)
+        self.keep((get_engine(), cache), y)
         return y
 
     def backward(self, dy):
         """dy (N, C_out, H_out, W_out) -> dx (N, C_in, H, W), a conv of dy; adds dW and db into the grads."""
-        cache = self.take_cache(dy)
-        dx, dweight, dbias = conv_transpose2d_backward(dy, cache)
+        engine, cache = self.take_cache(dy)
+        dx, dweight, dbias = op("conv", "conv_transpose2d_backward", engine)(dy, cache)
         self._accumulate(dweight, dbias)
         return dx

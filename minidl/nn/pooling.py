@@ -1,10 +1,10 @@
-"""``MaxPool2d`` and ``MaxUnpool2d``: thin shells over ``minidl.functional.pooling``."""
+"""``MaxPool2d`` and ``MaxUnpool2d``: thin shells over the engine's ``pooling`` ops (``minidl.functional.pooling``)."""
 import numbers
 
 from ..backend import check_same_device, check_values, get_array_module
 from ..functional import checks
-from ..functional.pooling import (max_pool2d_backward, max_pool2d_forward, max_unpool2d_backward,
-                                  max_unpool2d_forward, pooled_grid)
+from ..engines import get_engine, op
+from ..functional.pooling import pooled_grid
 from ..functional.windows import pair
 from .module import Module
 
@@ -51,14 +51,15 @@ class MaxPool2d(Module):
         if min(grid) < 1:
             raise ValueError(f"MaxPool2d: input of shape {checks.shape_text(x)} is smaller than the window "
                              f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
-        (y, indices), cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                                 self.ceil_mode)
-        self.keep(cache, y)
+        (y, indices), cache = op("pooling", "max_pool2d_forward")(x, self.kernel_size, self.stride, self.padding,
+                                                                  self.dilation, self.ceil_mode)
+        self.keep((get_engine(), cache), y)
         return (y, indices) if self.return_indices else y
 
     def backward(self, dy):
         """dy (N, C, Ho, Wo) -> dx (N, C, H, W); the indices get no gradient."""
-        return max_pool2d_backward(dy, self.take_cache(dy))
+        engine, cache = self.take_cache(dy)
+        return op("pooling", "max_pool2d_backward", engine)(dy, cache)
 
     def extra_repr(self):
         text = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -132,13 +133,14 @@ class MaxUnpool2d(Module):
         checks.check_input_4d("MaxUnpool2d", x)
         size = self.output_hw(x, output_size)
         self._check_indices(x, indices, size)
-        y, cache = max_unpool2d_forward(x, indices, size)
-        self.keep(cache, y)
+        y, cache = op("pooling", "max_unpool2d_forward")(x, indices, size)
+        self.keep((get_engine(), cache), y)
         return y
 
     def backward(self, dy):
         """dy (N, C, Hout, Wout) -> dx (N, C, H, W)."""
-        return max_unpool2d_backward(dy, self.take_cache(dy))
+        engine, cache = self.take_cache(dy)
+        return op("pooling", "max_unpool2d_backward", engine)(dy, cache)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -1,10 +1,9 @@
-"""``Upsample``: a thin shell over ``minidl.functional.upsample``."""
+"""``Upsample``: a thin shell over the engine's ``upsample`` ops (``minidl.functional.upsample``)."""
 import math
 import numbers
 
 from ..functional import checks
-from ..functional.upsample import (upsample_bilinear2d_backward, upsample_bilinear2d_forward,
-                                   upsample_nearest2d_backward, upsample_nearest2d_forward)
+from ..engines import get_engine, op
 from .module import Module
 
 MODES = ("nearest", "bilinear")
@@ -59,18 +58,16 @@ class Upsample(Module):
                              f"must be positive")
         scales = self.scale_factor or (None, None)
         if self.mode == "nearest":
-            y, cache = upsample_nearest2d_forward(x, size, scales)
+            y, cache = op("upsample", "upsample_nearest2d_forward")(x, size, scales)
         else:
-            y, cache = upsample_bilinear2d_forward(x, size, bool(self.align_corners), scales)
-        self.keep(cache, y)
+            y, cache = op("upsample", "upsample_bilinear2d_forward")(x, size, bool(self.align_corners), scales)
+        self.keep((get_engine(), cache), y)
         return y
 
     def backward(self, dy):
         """dy (N, C, Ho, Wo) -> dx (N, C, H, W)."""
-        cache = self.take_cache(dy)
-        if self.mode == "nearest":
-            return upsample_nearest2d_backward(dy, cache)
-        return upsample_bilinear2d_backward(dy, cache)
+        engine, cache = self.take_cache(dy)
+        return op("upsample", f"upsample_{self.mode}2d_backward", engine)(dy, cache)
 
     def extra_repr(self):
         target = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"

@@ -2,6 +2,7 @@
 import json
 from dataclasses import asdict, dataclass, fields
 
+from ..engines import ENGINES
 from .errors import ConfigError
 
 LOSSES = ("bce+dice", "bce", "dice", "ce")
@@ -38,6 +39,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "bce+dice"
     device: str = "cpu"
+    engine: str = None  # "reference" or "fast"; None: the engine minidl runs on (MINIDL_ENGINE, default fast)
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.0
@@ -86,6 +88,7 @@ class TrainConfig:
             (0.0 < self.val_fraction < 1.0, f"--val-fraction {self.val_fraction}: must be between 0 and 1"),
             (0.0 <= self.test_fraction < 1.0, f"--test-fraction {self.test_fraction}: must be in [0, 1)"),
             (self.device in ("cpu", "gpu"), f"--device {self.device}: choose cpu or gpu"),
+            (self.engine in (None,) + ENGINES, f"--engine {self.engine}: choose {' or '.join(ENGINES)}"),
         ]
         for passed, message in checks:
             if not passed:

@@ -15,7 +15,7 @@ from .checkpoint import read_checkpoint
 from .errors import CheckpointError, ConfigError
 
 RUN_FILES = ("last.npz", "best.npz")
-SETTINGS_A_RUN_MAY_CHANGE = ("epochs", "device", "data")
+SETTINGS_A_RUN_MAY_CHANGE = ("epochs", "device", "engine", "data")
 
 
 def _nearest_existing(path):

@@ -1,4 +1,7 @@
-"""Scratch buffers reused from call to call.
+"""Scratch buffers reused from call to call: the fast engine's way to avoid fresh large arrays.
+
+Speeds up: no allocation and page-faulting of large temporaries each step. Results are unchanged, as a
+buffer only ever holds an intermediate that is consumed before the next call takes it.
 
 Large temporaries (im2col columns, padded copies, col2im accumulators) are
 needed for a moment in every layer of every step. Allocating them fresh each

@@ -1,5 +1,8 @@
 """Winograd F(m x m, 3x3), m = 4 or 2: a 3x3 stride-1 convolution with 4x (or 2.25x) fewer multiplications.
 
+Part of the fast engine (``minidl/fast/conv.py``). It equals the reference conv because the transforms are
+exact polynomial interpolation identities; only rounding differs (tests/test_winograd.py).
+
 For one input channel and one output channel, an m x m tile y of the output
 comes from the t x t input tile d under it (t = m + 2) and the 3x3 kernel g as
 (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016)

@@ -1,0 +1,51 @@
+"""The engine switch: which implementation of each op the layers run.
+
+``reference`` runs the plain forward/backward pairs of ``minidl/functional/``, the ones the docs derive.
+``fast`` runs ``minidl/fast/`` where it has the op (same signatures, same results; tested against the
+reference) and the reference elsewhere. The environment variable MINIDL_ENGINE sets the engine at import;
+the default is ``fast``. A layer records the engine of its forward in its cache, and its backward runs on it.
+"""
+import contextlib
+import importlib
+import os
+
+ENGINES = ("reference", "fast")
+FAST_FAMILIES = ("batchnorm", "conv", "pooling", "upsample")
+DEFAULT_ENGINE = "fast"  # a student copy (tools/make_assignment.py) runs "reference"
+
+
+def _checked(name):
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}: choose one of {ENGINES}")
+    return name
+
+
+_current = [_checked(os.environ.get("MINIDL_ENGINE") or DEFAULT_ENGINE)]
+
+
+def set_engine(name):
+    """Run every op from now on on engine ``name`` ("reference" or "fast")."""
+    _current[0] = _checked(name)
+
+
+def get_engine():
+    """The name of the engine ops run on now."""
+    return _current[0]
+
+
+@contextlib.contextmanager
+def engine(name):
+    """``with engine("reference"):`` runs the block on that engine, then restores the one before."""
+    previous = get_engine()
+    set_engine(name)
+    try:
+        yield
+    finally:
+        set_engine(previous)
+
+
+def op(family, name, engine_name=None):
+    """The function ``name`` of op family ``family`` ("conv", "pooling", ...) on ``engine_name`` (default: now)."""
+    engine_name = _checked(engine_name or get_engine())
+    package = "fast" if engine_name == "fast" and family in FAST_FAMILIES else "functional"
+    return getattr(importlib.import_module(f"minidl.{package}.{family}"), name)
