@@ -8,14 +8,16 @@ case's tensors (output, input gradient, parameter gradients; value and d value /
   ("n/a" where PyTorch is not installed);
 - CPU vs GPU: the same case run on the GPU against the CPU, in float64 ("n/a" where no GPU is usable).
 
-A cell fails above its tolerance (``TOLERANCES``) or when its check raises. There is one engine today, so
-there is no ``--engine`` column.
+Every case runs under each engine asked for (``--engine``: both by default), a row each: the reference
+ops the docs derive and the fast ones, each checked on its own. A cell fails above its tolerance
+(``TOLERANCES``) or when its check raises.
 """
 from collections import namedtuple
 
 import numpy
 
 from . import backend
+from .engines import ENGINES, engine
 from .gradcheck import TOLERANCE, check_module, relative_error
 from .gradcheck_cli import SEED, Case, builtin_cases
 from .nn.module import primary_output
@@ -193,7 +195,7 @@ def case_row(case, torch, gpu):
     return dict(zip(COLUMNS, (finite, parity, device)))
 
 
-def failures(case, row):
+def failures(case, engine_name, row):
     """Lines naming each failing cell of a row."""
     lines = []
     for column, cell in row.items():
@@ -201,7 +203,7 @@ def failures(case, row):
             continue
         if cell.note is not None or not cell.error <= TOLERANCES[column]:
             what = cell.note or f"{cell.error:.2e} > {TOLERANCES[column]:g}"
-            lines.append(f"{case.layer} [{case.config}] {column}: {what}")
+            lines.append(f"{case.layer} [{case.config}] {column}: {what} ({engine_name} engine)")
     return lines
 
 
@@ -213,10 +215,12 @@ def all_cases():
     return builtin_cases() + model_cases()
 
 
-def format_rows(cases, rows):
-    header = ("layer", "config") + COLUMNS + ("result",)
-    body = [(case.layer, case.config.replace("|", "\\|")) + tuple(cell_text(row[column]) for column in COLUMNS) +
-            ("FAIL" if failures(case, row) else "pass",) for case, row in zip(cases, rows)]
+def format_rows(rows):
+    """A markdown table of (case, engine name, {column: Cell}) rows."""
+    header = ("layer", "config", "engine") + COLUMNS + ("result",)
+    body = [(case.layer, case.config.replace("|", "\\|"), engine_name) +
+            tuple(cell_text(row[column]) for column in COLUMNS) +
+            ("FAIL" if failures(case, engine_name, row) else "pass",) for case, engine_name, row in rows]
     widths = [max(len(line[k]) for line in [header] + body) for k in range(len(header))]
     lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(line, widths)) + " |"
              for line in [header] + body]
@@ -232,16 +236,23 @@ def import_torch():
     return torch
 
 
-def run_all(only=None, print_line=print):
-    """Check every case (or those whose layer name contains ``only``); print the table; return the exit status."""
+def engine_rows(cases, engine_name, torch, gpu):
+    """[(case, engine name, {column: Cell})] of every case run on engine ``engine_name``."""
+    with engine(engine_name):
+        return [(case, engine_name, case_row(case, torch, gpu)) for case in cases]
+
+
+def run_all(only=None, engines=ENGINES, print_line=print):
+    """Check every case (or those whose layer name contains ``only``) on each of ``engines``; print the table;
+    return the exit status."""
     cases = [case for case in all_cases() if only is None or only.lower() in case.layer.lower()]
     if not cases:
         print_line(f"no built-in layer, loss or model matches {only!r}")
         return 2
     torch, gpu = import_torch(), backend.gpu_available()
-    rows = [case_row(case, torch, gpu) for case in cases]
-    print_line(format_rows(cases, rows))
-    failed = [line for case, row in zip(cases, rows) for line in failures(case, row)]
+    rows = [row for engine_name in engines for row in engine_rows(cases, engine_name, torch, gpu)]
+    print_line(format_rows(rows))
+    failed = [line for case, engine_name, row in rows for line in failures(case, engine_name, row)]
     tolerances = ", ".join(f"{column} {TOLERANCES[column]:g}" for column in COLUMNS)
     notes = [] if torch is not None else ["PyTorch: n/a, PyTorch is not installed"]
     notes += [] if gpu else ["CPU vs GPU: n/a, no usable GPU (CuPy and a CUDA device)"]
@@ -250,5 +261,5 @@ def run_all(only=None, print_line=print):
     if failed:
         print_line(f"\nFAILED, {len(failed)} of the cells (tolerances: {tolerances}):\n" + "\n".join(failed))
         return 1
-    print_line(f"\nall {len(cases)} rows pass (tolerances: {tolerances})")
+    print_line(f"\nall {len(rows)} rows pass (tolerances: {tolerances})")
     return 0

@@ -6,10 +6,10 @@ student's own layer class:
 
     python -m minidl.gradcheck
     python -m minidl.gradcheck --module mylayers:Scale --args "3, gain=2.0" --input-shape 2,3,8,8
-    python -m minidl.gradcheck --all [--only NAME]
+    python -m minidl.gradcheck --all [--only NAME] [--engine reference|fast|both]
 
 The first two print a table (layer, config, tensor, relative error, pass/fail);
-``--all`` prints one row per built-in layer, loss and model with three checks
+``--all`` prints one row per built-in layer, loss and model and engine with three checks
 (see ``gradcheck_all``). Each exits with status 1 if anything fails (naming it),
 2 for a bad command line.
 """
@@ -25,6 +25,7 @@ from collections import namedtuple
 import numpy
 
 from . import nn
+from .engines import ENGINES
 from .gradcheck import TOLERANCE, away_from_zero, check_loss, check_module, tie_free
 
 # Inputs are drawn from this seed. It must differ from check_module's upstream seed (0): with the same
@@ -271,17 +272,20 @@ def build_parser():
                         help="every built-in layer, loss and model three ways: finite differences, PyTorch parity "
                              "(where PyTorch is installed), CPU vs GPU (where a GPU is usable)")
     parser.add_argument("--only", metavar="NAME", help="with --all: only the rows whose layer name contains NAME")
+    parser.add_argument("--engine", choices=ENGINES + ("both",), default=None,
+                        help="with --all: the engine whose ops are checked, or both (the default), a row each")
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     options = parser.parse_args(argv)
-    if options.all or options.only:
+    if options.all or options.only or options.engine:
         if not options.all or options.module is not None:
-            parser.error("--only goes with --all, and --all checks the built-in cases, not --module")
+            parser.error("--only and --engine go with --all, and --all checks the built-in cases, not --module")
         from .gradcheck_all import run_all
-        return run_all(options.only)
+        engines = ENGINES if options.engine in (None, "both") else (options.engine,)
+        return run_all(options.only, engines)
     try:
         cases = chosen_cases(options)
     except ValueError as error:

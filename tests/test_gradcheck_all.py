@@ -28,10 +28,26 @@ def row_of(output, layer):
 def test_a_correct_layer_passes_every_available_column(capsys, torch):
     status, output = run(["--all", "--only", "relu"], capsys)
     assert status == 0, output
-    layer, config, finite, parity, gpu, result = row_of(output, "ReLU")
-    assert float(finite) < 1e-6 and float(parity) < 1e-9 and result == "pass"
+    layer, config, engine, finite, parity, gpu, result = row_of(output, "ReLU")
+    assert engine == "reference" and float(finite) < 1e-6 and float(parity) < 1e-9 and result == "pass"
     assert gpu == "n/a" if not backend.gpu_available() else float(gpu) < 1e-9
-    assert "all 1 rows pass" in output
+    assert "all 2 rows pass" in output  # a row per engine
+
+
+def test_the_engine_option_checks_one_engine_or_both(capsys, monkeypatch, torch):
+    from minidl.fast import conv as fast_conv
+    correct = fast_conv.conv2d_backward
+    monkeypatch.setattr(fast_conv, "conv2d_backward", lambda dy, cache: tuple(
+        None if g is None else 1.01 * g for g in correct(dy, cache)))   # a wrong fast engine only
+    status, output = run(["--all", "--only", "Conv2d", "--engine", "reference"], capsys)
+    assert status == 0 and " fast " not in output, output
+    status, output = run(["--all", "--only", "Conv2d", "--engine", "fast"], capsys)
+    assert status == 1 and "(fast engine)" in output and "(reference engine)" not in output
+    status, output = run(["--all", "--only", "Conv2d"], capsys)
+    rows = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in output.splitlines()
+            if line.startswith("| Conv2d ")]
+    assert status == 1 and {row[2] for row in rows} == {"reference", "fast"}
+    assert all(row[-1] == ("FAIL" if row[2] == "fast" else "pass") for row in rows), output
 
 
 def test_a_planted_wrong_layer_gradient_fails_naming_the_cells(capsys, monkeypatch, torch):
@@ -64,8 +80,9 @@ def test_a_raising_check_fails_its_cell_and_the_table_goes_on(capsys, monkeypatc
     assert status == 1 and "finite differences: error: RuntimeError: broken backward" in output
 
 
-@pytest.mark.parametrize("argv, message", [(["--only", "ReLU"], "--only goes with --all"),
-                                           (["--all", "--module", "x:Y"], "--all checks the built-in cases")])
+@pytest.mark.parametrize("argv, message", [(["--only", "ReLU"], "--only and --engine go with --all"),
+                                           (["--all", "--module", "x:Y"], "--all checks the built-in cases"),
+                                           (["--engine", "fast"], "--only and --engine go with --all")])
 def test_misused_options_are_a_usage_error(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)
@@ -89,7 +106,7 @@ def test_the_gpu_column_runs_against_an_emulated_gpu(tmp_path, torch):
                               env=environment, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     rows = [line for line in finished.stdout.splitlines() if line.startswith("| MaxPool2d")]
-    assert len(rows) == 3
+    assert len(rows) == 6  # three cases, on each engine
     for line in rows:
         cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
-        assert float(cells[4]) < 1e-9 and cells[5] == "pass", line
+        assert float(cells[5]) < 1e-9 and cells[6] == "pass", line
