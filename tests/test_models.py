@@ -6,7 +6,7 @@ from models.torch_twins import torch_models
 import minidl
 import models
 from minidl.gradcheck import STEP, TOLERANCE, numerical_gradient, relative_error
-from minidl.nn import Conv2d, ConvTranspose2d
+from minidl.gradcheck_all import signal_preserving_init  # He-normal weights: tiny models keep O(1) gradients
 from models.fcn_skip import bilinear_kernel
 from models.vgg import ConvBlock
 
@@ -109,24 +109,6 @@ SEGNETS_WITH_BATCH_NORM = {"SegNet", "SegNetBasic"}
 # models have 20 to 100 parameter tensors, so parameters get fewer single entries than the input.
 INPUT_SAMPLES = 12
 PARAMETER_SAMPLES = 3
-
-
-def signal_preserving_init(model, rng):
-    """He-normal conv weights and N(0, 0.1) biases.
-
-    With PyTorch's default init the tiny test models lose their signal (gradients near 1e-20, below
-    finite-difference noise) unless batch norm rescales it; this keeps every layer's gradient O(1).
-    """
-    for module in model.modules():
-        if isinstance(module, (Conv2d, ConvTranspose2d)):
-            weight = module.weight.data
-            kh, kw = module.kernel_size
-            fan_in = weight.shape[1] * kh * kw if isinstance(module, Conv2d) else \
-                weight.shape[0] * kh * kw / (module.stride[0] * module.stride[1])
-            weight[...] = rng.standard_normal(weight.shape) * numpy.sqrt(2.0 / fan_in)
-            if module.bias is not None:
-                module.bias.data[...] = 0.1 * rng.standard_normal(module.bias.shape)
-    return model
 
 
 def corner_indices(shape):
