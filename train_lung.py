@@ -385,6 +385,11 @@ def main(argv=None):
     """Run the program; returns the exit status: 2 for bad input or a system fault (disk full, permissions,
     out of memory), 1 for a diverged run, 128 + the signal after Ctrl-C (130), SIGTERM (143) or SIGHUP (129)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        get_engine()  # a bad MINIDL_ENGINE is bad input too
+    except ValueError as error:
+        print(f"train_lung.py: error: {error}", file=sys.stderr)
+        return 2
     reuse_freed_host_memory()
     handlers = {number: signal.signal(number, raise_stop_signal) for number in STOP_SIGNALS
                 if number != signal.SIGINT} if threading.current_thread() is threading.main_thread() else {}

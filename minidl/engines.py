@@ -20,7 +20,10 @@ def _checked(name):
     return name
 
 
-_current = [_checked(os.environ.get("MINIDL_ENGINE") or DEFAULT_ENGINE)]
+# MINIDL_ENGINE is read at import; a bad value is reported (ValueError) when an engine is first needed, so
+# that a program can catch it and say so in one line instead of failing inside ``import minidl``
+_current = [None]
+_from_environment = os.environ.get("MINIDL_ENGINE") or DEFAULT_ENGINE
 
 
 def set_engine(name):
@@ -30,6 +33,10 @@ def set_engine(name):
 
 def get_engine():
     """The name of the engine ops run on now."""
+    if _current[0] is None:
+        if _from_environment not in ENGINES:
+            raise ValueError(f"MINIDL_ENGINE={_from_environment!r} is not an engine: choose one of {ENGINES}")
+        _current[0] = _from_environment
     return _current[0]
 
 

@@ -5,6 +5,7 @@ in float64 the output, the input gradient and every parameter gradient agree to 
 (max |fast - reference| / max |reference|), on the CPU and, marked ``gpu``, on CuPy.
 """
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -176,10 +177,20 @@ def test_the_environment_variable_chooses_the_engine_at_import(value, expected):
     assert finished.stdout.strip() == expected, finished.stderr
 
 
-def test_a_bad_environment_variable_fails_the_import():
-    finished = subprocess.run([sys.executable, "-c", "import minidl"], capture_output=True, text=True,
+def test_a_bad_environment_variable_is_reported_when_an_engine_is_first_needed():
+    code = "import minidl\nprint('imported')\nminidl.get_engine()"
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={"MINIDL_ENGINE": "slow", "PATH": ""})
-    assert finished.returncode != 0 and "unknown engine 'slow'" in finished.stderr
+    assert finished.stdout.strip() == "imported" and finished.returncode != 0
+    assert "MINIDL_ENGINE='slow' is not an engine: choose one of ('reference', 'fast')" in finished.stderr
+
+
+def test_train_lung_reports_a_bad_environment_variable_in_one_line(tmp_path):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train_lung.py")
+    finished = subprocess.run([sys.executable, script, "--epochs", "1", "--out", str(tmp_path / "run")],
+                              capture_output=True, text=True, env=dict(os.environ, MINIDL_ENGINE="slow"))
+    assert finished.returncode == 2 and finished.stderr.count("\n") == 1, finished.stderr
+    assert "MINIDL_ENGINE='slow' is not an engine" in finished.stderr and not os.path.exists(tmp_path / "run")
 
 
 def test_a_backward_runs_on_its_forwards_engine(monkeypatch, rng):
