@@ -18,7 +18,8 @@ from PIL import Image
 import minidl
 from minidl.training import CheckpointError, read_checkpoint
 from minidl.training.lock import folder_lock
-from test_train_lung import ROOT, SCRIPT, TINY, history_of, run_main, temporary_files, train_lung
+from test_train_lung import (ROOT, SCRIPT, TINY, history_of, long_run_with_a_checkpoint, run_main, temporary_files,
+                             train_lung)
 
 
 def one_line_error(status, err, expected_status=2):
@@ -178,11 +179,7 @@ def test_the_lock_dies_with_a_killed_process(tmp_path):
 # ---------------------------------------------------------------- 4: SIGTERM is Ctrl-C
 def test_sigterm_saves_last_npz_exits_143_and_resumes_like_ctrl_c(tmp_path):
     run = str(tmp_path / "run")
-    process = subprocess.Popen([sys.executable, SCRIPT, *TINY, "--epochs", "200", "--out", run], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not os.path.exists(os.path.join(run, "last.npz")) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    process = long_run_with_a_checkpoint(run)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143 and "interrupted by SIGTERM in epoch" in err and "--resume" in err, err

@@ -151,13 +151,19 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys
                       saved_state(os.path.join(interrupted, "last.npz")))
 
 
-def test_sigint_to_the_process_exits_130_with_a_checkpoint(tmp_path):
-    run_dir = str(tmp_path / "run")
+def long_run_with_a_checkpoint(run_dir):
+    """A 200-epoch tiny training in a subprocess, returned once its first last.npz exists (or it ended)."""
     process = subprocess.Popen([sys.executable, SCRIPT, *TINY, "--epochs", "200", "--out", run_dir], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not os.path.exists(os.path.join(run_dir, "last.npz")) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
+    return process
+
+
+def test_sigint_to_the_process_exits_130_with_a_checkpoint(tmp_path):
+    run_dir = str(tmp_path / "run")
+    process = long_run_with_a_checkpoint(run_dir)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
