@@ -37,8 +37,10 @@ def away_from_zero(shape, rng):
 def relative_error(analytic, numeric):
     """max|a - n| / max(1e-8, max(|a| + |n|)), over the whole tensor."""
     analytic, numeric = numpy.asarray(analytic, numpy.float64), numpy.asarray(numeric, numpy.float64)
+    # BEGIN SOLUTION
     scale = float(numpy.max(numpy.abs(analytic) + numpy.abs(numeric), initial=0.0))
     return float(numpy.max(numpy.abs(analytic - numeric), initial=0.0)) / max(1e-8, scale)
+    # END SOLUTION
 
 
 def _sample(analytic, max_elements, rng):
@@ -54,6 +56,7 @@ def _sample(analytic, max_elements, rng):
 
 def numerical_gradient(scalar_function, array, indices, step=STEP):
     """Central differences of ``scalar_function()`` w.r.t. the flat entries ``indices`` of ``array`` (in place)."""
+    # BEGIN SOLUTION
     flat = array.reshape(-1)
     gradient = numpy.empty(len(indices))
     for k, index in enumerate(indices):
@@ -65,6 +68,7 @@ def numerical_gradient(scalar_function, array, indices, step=STEP):
         flat[index] = original
         gradient[k] = (plus - minus) / (2 * step)
     return gradient
+    # END SOLUTION
 
 
 def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, max_elements=None):
@@ -97,9 +101,12 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
     if not isinstance(input_gradients, tuple):
         input_gradients = (input_gradients,)
 
+    # BEGIN SOLUTION
     def scalar():
+        # s(x) = sum(f(x) * g): its gradient is the vector-Jacobian product J^T g that backward returns
         with no_grad():
             return float(numpy.sum(forward() * upstream))
+    # END SOLUTION
 
     tensors = []
     for k, position in enumerate(wrt):

@@ -24,7 +24,9 @@ class UpsampleConvBlock(Module):
         return self.relu(self.conv(self.up(x)))
 
     def backward(self, dy):
+        # BEGIN SOLUTION
         return self.up.backward(self.conv.backward(self.relu.backward(dy)))
+        # END SOLUTION
 
 
 class ConvUnpoolBlock(Module):
@@ -44,7 +46,9 @@ class ConvUnpoolBlock(Module):
         return self.unpool(self.relu(self.conv(x)), indices, output_size=output_size)
 
     def backward(self, dy):
+        # BEGIN SOLUTION
         return self.conv.backward(self.relu.backward(self.unpool.backward(dy)))
+        # END SOLUTION
 
 
 class SegNetSmall(Module):
@@ -103,6 +107,7 @@ class SegNetSmall(Module):
         return self.out(d1)                         # (N, num_classes, H, W)
 
     def backward(self, dlogits):
+        # BEGIN SOLUTION
         d_d1 = self.out.backward(dlogits)
         d_d2 = self.dec1.backward(d_d1)
         d_d3 = self.dec2.backward(d_d2)
@@ -117,3 +122,4 @@ class SegNetSmall(Module):
         d_p1 = self.enc2.backward(d_e2)
         d_e1 = self.pool1.backward(d_p1)
         return self.enc1.backward(d_e1)
+        # END SOLUTION

@@ -19,10 +19,12 @@ def per_channel(v):
 
 def update_running_statistics(running_mean, running_var, mean, var, count, momentum):
     """In place: running = (1 - momentum) * running + momentum * batch, the variance made unbiased."""
+    # BEGIN SOLUTION
     running_mean *= 1 - momentum
     running_mean += momentum * mean
     running_var *= 1 - momentum
     running_var += momentum * (var * (count / (count - 1)))
+    # END SOLUTION
 
 
 def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, momentum, eps):
@@ -33,6 +35,7 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
     weight and bias (C,) may be None.
     """
     xp = get_array_module(x)
+    # BEGIN SOLUTION
     if training:
         mean = x.mean(axis=AXES)
         var = ((x - per_channel(mean)) ** 2).mean(axis=AXES)
@@ -46,12 +49,14 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
     if bias is not None:
         y = y + per_channel(bias)
     return y, (xhat, inv_std, weight, bias is not None, training)
+    # END SOLUTION
 
 
 def batch_norm2d_backward(dy, cache):
     """dy (N, C, H, W) -> dx (N, C, H, W), dweight (C,) or None, dbias (C,) or None (None where not given)."""
     xhat, inv_std, weight, has_bias, training = cache
     count = dy.size // dy.shape[1]
+    # BEGIN SOLUTION
     # dbias = sum_{n,h,w} dy;   dweight = sum_{n,h,w} dy * xhat
     dbias = dy.sum(axis=AXES)
     dweight = (dy * xhat).sum(axis=AXES)
@@ -63,3 +68,4 @@ def batch_norm2d_backward(dy, cache):
         # dx = weight * inv_std * dy: the running statistics are constants
         dx = dy * per_channel(scale)
     return dx, (None if weight is None else dweight), (dbias if has_bias else None)
+    # END SOLUTION

@@ -25,7 +25,9 @@ def flat_cols(cols):
 
 def weight_gradient(left, cols):
     """left (N, A, P), cols (N, K, P) -> (A, K): sum_n left[n] @ cols[n]^T."""
+    # BEGIN SOLUTION
     return get_array_module(left).matmul(left, cols.transpose(0, 2, 1)).sum(axis=0)
+    # END SOLUTION
 
 
 def add_bias(y, bias):
@@ -39,10 +41,12 @@ def transposed_correlate(x, weight, stride, padding, dilation, output_hw):
     """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> y (N, Cout, *output_hw)."""
     n, _, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
+    # BEGIN SOLUTION
     # cols[n] = W^T (Cout*kh*kw, Cin) @ x[n] (Cin, H*W), then y = col2im(cols)
     cols = get_array_module(x).matmul(weight_matrix(weight).T, x.reshape(n, x.shape[1], h * w))
     return col2im(cols.reshape(n, out_channels, kh, kw, h, w), (n, out_channels) + tuple(output_hw), stride,
                   padding, dilation)
+    # END SOLUTION
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, for_backward=True):
@@ -51,17 +55,20 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, for_backward=True
     The cache keeps the columns of x for dW. ``for_backward`` (False inside ``no_grad``) matters to the fast
     engine only.
     """
+    # BEGIN SOLUTION
     cols = im2col(x, weight.shape[2:], stride, padding, dilation)
     # y[n] = W (O, K) @ cols(x)[n] (K, P) + b
     y = get_array_module(x).matmul(weight_matrix(weight), flat_cols(cols))
     y = add_bias(y.reshape(x.shape[0], weight.shape[0], cols.shape[4], cols.shape[5]), bias)
     return y, (flat_cols(cols), x.shape, weight, bias is not None, stride, padding, dilation)
+    # END SOLUTION
 
 
 def conv2d_backward(dy, cache):
     """dy (N, O, Ho, Wo) -> dx (N, C, H, W), dweight (O, C, kh, kw), dbias (O,) or None."""
     cols, x_shape, weight, has_bias, stride, padding, dilation = cache
     n, out_channels = dy.shape[:2]
+    # BEGIN SOLUTION
     # dx = W^T dy: the transposed convolution of dy, back onto x's grid
     dx = transposed_correlate(dy, weight, stride, padding, dilation, x_shape[2:])
     # dW = sum_n dy[n] (O, P) @ cols(x)[n]^T (P, K)
@@ -69,18 +76,22 @@ def conv2d_backward(dy, cache):
     # db[o] = sum_{n, p} dy[n, o, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias
+    # END SOLUTION
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_hw):
     """x (N, Cin, H, W), weight (Cin, Cout, kh, kw), bias (Cout,) or None -> y (N, Cout, *output_hw), cache."""
+    # BEGIN SOLUTION
     y = add_bias(transposed_correlate(x, weight, stride, padding, dilation, output_hw), bias)
     return y, (x, weight, bias is not None, stride, padding, dilation)
+    # END SOLUTION
 
 
 def conv_transpose2d_backward(dy, cache):
     """dy (N, Cout, Hout, Wout) -> dx (N, Cin, H, W), dweight (Cin, Cout, kh, kw), dbias (Cout,) or None."""
     x, weight, has_bias, stride, padding, dilation = cache
     n, in_channels, h, w = x.shape
+    # BEGIN SOLUTION
     # cols(dy) on x's grid (output_padding can leave room for one more window row or column)
     cols = flat_cols(im2col(dy, weight.shape[2:], stride, padding, dilation)[..., :h, :w])
     # dx[n] = W (Cin, Cout*kh*kw) @ cols(dy)[n]: the convolution of dy
@@ -90,3 +101,4 @@ def conv_transpose2d_backward(dy, cache):
     # db[co] = sum_{n, p} dy[n, co, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias
+    # END SOLUTION

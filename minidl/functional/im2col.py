@@ -38,12 +38,14 @@ def im2col(x, kernel, stride, padding, dilation, pad_value=0.0):
     xp = get_array_module(x)
     grid = output_grid(x.shape[2:], kernel, stride, padding, dilation)
     source = padded(x, padding, pad_value)
+    # BEGIN SOLUTION
     cols = xp.empty(tuple(x.shape[:2]) + tuple(kernel) + grid, dtype=x.dtype)
     for i in range(kernel[0]):
         for j in range(kernel[1]):
             rows, columns = tap_slices((i, j), stride, dilation, grid)
             cols[:, :, i, j] = source[:, :, rows, columns]
     return cols
+    # END SOLUTION
 
 
 def col2im(cols, input_shape, stride, padding, dilation):
@@ -55,9 +57,11 @@ def col2im(cols, input_shape, stride, padding, dilation):
     xp = get_array_module(cols)
     n, c, kh, kw, ho, wo = cols.shape
     h, w = input_shape[2:]
+    # BEGIN SOLUTION
     target = xp.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
             rows, columns = tap_slices((i, j), stride, dilation, (ho, wo))
             target[:, :, rows, columns] += cols[:, :, i, j]
     return target[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
+    # END SOLUTION

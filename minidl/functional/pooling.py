@@ -90,6 +90,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     xp = get_array_module(x)
     n, c = x.shape[:2]
     grid = pooled_grid(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    # BEGIN SOLUTION
     windows = pooling_windows(x, grid, kernel, stride, padding, dilation)
     cells, inside = window_cells(x.shape[2:], grid, kernel, stride, padding, dilation)
     # y = the max of each window; indices = the cell of its first maximum in scan order
@@ -99,6 +100,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     output_shape = (n, c) + grid
     return (y.reshape(output_shape), indices.reshape(output_shape)), (indices, x.shape, kernel, stride, padding,
                                                                       dilation)
+    # END SOLUTION
 
 
 def max_pool2d_backward(dy, cache):
@@ -108,12 +110,14 @@ def max_pool2d_backward(dy, cache):
     n, c, h, w = input_shape
     grid = dy.shape[2:]
     cells, _ = window_cells((h, w), grid, kernel, stride, padding, dilation)
+    # BEGIN SOLUTION
     # dcols[n, c, k, p] = dy[n, c, p] * [cell k of window p is its maximum]; dx = col2im(dcols)
     one_hot = xp.asarray(cells)[None, None] == indices[:, :, None]
     dcols = xp.where(one_hot, dy.reshape(n, c, 1, cells.shape[1]), 0).astype(dy.dtype)
     extra = overhang((h, w), grid, kernel, stride, padding, dilation)
     dcols = dcols.reshape((n, c) + tuple(kernel) + tuple(grid))
     return col2im(dcols, (n, c, h + extra[0], w + extra[1]), stride, padding, dilation)[:, :, :h, :w].copy()
+    # END SOLUTION
 
 
 def plane_rows(indices):
@@ -130,13 +134,17 @@ def max_unpool2d_forward(x, indices, output_hw):
     """
     xp = get_array_module(x)
     n, c = x.shape[:2]
+    # BEGIN SOLUTION
     y = xp.zeros((n * c, output_hw[0] * output_hw[1]), dtype=x.dtype)
     y[plane_rows(indices)] = x.reshape(n * c, math.prod(x.shape[2:]))
     return y.reshape(n, c, output_hw[0], output_hw[1]), indices
+    # END SOLUTION
 
 
 def max_unpool2d_backward(dy, indices):
     """dy (N, C, Hout, Wout) -> dx (N, C, H, W)."""
     n, c = dy.shape[:2]
+    # BEGIN SOLUTION
     # dx[n, c, p] = dy[n, c].flat[indices[n, c, p]]
     return dy.reshape(n * c, math.prod(dy.shape[2:]))[plane_rows(indices)].reshape(indices.shape)
+    # END SOLUTION

@@ -47,6 +47,7 @@ def linear_sources(in_size, out_size, align_corners, scale_factor, dtype):
     destinations = numpy.arange(out_size, dtype=dtype)
     if out_size == in_size:
         return numpy.arange(out_size), numpy.arange(out_size), numpy.zeros(out_size, dtype)
+    # BEGIN SOLUTION
     if align_corners:
         ratio = dtype.type(in_size - 1) / dtype.type(out_size - 1) if out_size > 1 else dtype.type(0)
         sources = destinations * ratio
@@ -57,6 +58,7 @@ def linear_sources(in_size, out_size, align_corners, scale_factor, dtype):
     second = numpy.minimum(first + 1, in_size - 1)
     weight = numpy.clip(sources - first.astype(dtype), 0, 1).astype(dtype)
     return first, second, weight
+    # END SOLUTION
 
 
 def interpolation_matrix(in_size, out_size, mode, align_corners, scale_factor, dtype):
@@ -83,17 +85,21 @@ def upsample_bilinear2d_forward(x, output_hw, align_corners, scale_factor=(None,
     """x (N, C, H, W) -> y (N, C, *output_hw), cache; ``scale_factor`` per axis as given by the user (or None)."""
     rows, columns = axis_matrices(x.shape[2:], output_hw, "bilinear", align_corners, scale_factor, x)
     xp = get_array_module(x)
+    # BEGIN SOLUTION
     # y = A_h @ x @ A_w^T, plane by plane
     y = xp.matmul(xp.matmul(rows, x), columns.T)
     return y, (rows, columns)
+    # END SOLUTION
 
 
 def upsample_bilinear2d_backward(dy, cache):
     """dy (N, C, Ho, Wo) -> dx (N, C, H, W)."""
     rows, columns = cache
     xp = get_array_module(dy)
+    # BEGIN SOLUTION
     # dx = A_h^T @ dy @ A_w, plane by plane
     return xp.matmul(xp.matmul(rows.T, dy), columns)
+    # END SOLUTION
 
 
 def upsample_nearest2d_forward(x, output_hw, scale_factor=(None, None)):

@@ -19,6 +19,7 @@ def bce_with_logits_forward(logits, target, pos_weight=None, reduction="mean"):
     value: a 0-d array for ``"mean"``/``"sum"``, the elementwise losses (logits' shape) for ``"none"``.
     """
     xp = get_array_module(logits)
+    # BEGIN SOLUTION
     log1p_exp = xp.log1p(xp.exp(-xp.abs(logits)))
     if pos_weight is None:
         losses = xp.maximum(logits, 0) - logits * target + log1p_exp
@@ -26,12 +27,14 @@ def bce_with_logits_forward(logits, target, pos_weight=None, reduction="mean"):
         positive_scale = 1 + (pos_weight - 1) * target
         losses = (1 - target) * logits + positive_scale * (xp.maximum(-logits, 0) + log1p_exp)
     return reduce_losses(losses, reduction), (logits, target, pos_weight, reduction)
+    # END SOLUTION
 
 
 def bce_with_logits_backward(dout, cache):
     """d value / d logits (logits' shape); ``dout`` (d total / d value): None (= 1), a number, or for "none" an array."""
     logits, target, pos_weight, reduction = cache
     upstream = upstream_gradient("BCEWithLogitsLoss", dout, reduction, logits.shape, logits)
+    # BEGIN SOLUTION
     if reduction == "mean":
         upstream = upstream / logits.size
     probability = sigmoid(logits)
@@ -40,6 +43,7 @@ def bce_with_logits_backward(dout, cache):
         return (probability - target) * upstream
     # dl/dx = (1 - t) - (1 + (pw - 1) t) s(-x), with s(-x) = 1 - s(x)
     return ((1 - target) - (1 + (pos_weight - 1) * target) * (1 - probability)) * upstream
+    # END SOLUTION
 
 
 class BCEWithLogitsLoss(Loss):

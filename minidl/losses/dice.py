@@ -19,18 +19,21 @@ def dice_loss_forward(logits, target, smooth=1.0, from_logits=True, reduction="m
     per-plane losses (N, C) (or (N,)) for ``"none"``.
     """
     xp = get_array_module(logits)
+    # BEGIN SOLUTION
     probabilities = sigmoid(logits) if from_logits else logits
     intersection = xp.sum(probabilities * target, axis=(-2, -1))
     denominator = xp.sum(probabilities, axis=(-2, -1)) + xp.sum(target, axis=(-2, -1)) + smooth
     dice = (2 * intersection + smooth) / denominator
     cache = (probabilities, target, dice, denominator, from_logits, reduction)
     return reduce_losses(1 - dice, reduction), cache
+    # END SOLUTION
 
 
 def dice_loss_backward(dout, cache):
     """d value / d logits (logits' shape); ``dout`` (d total / d value): None (= 1), a number, or for "none" a per-plane array."""
     probabilities, target, dice, denominator, from_logits, reduction = cache
     upstream = upstream_gradient("DiceLoss", dout, reduction, dice.shape, probabilities)
+    # BEGIN SOLUTION
     if reduction == "mean":
         upstream = upstream / dice.size
     plane_scale = upstream / denominator
@@ -40,6 +43,7 @@ def dice_loss_backward(dout, cache):
         # dp/dx = p (1 - p)
         gradient *= probabilities * (1 - probabilities)
     return gradient
+    # END SOLUTION
 
 
 class DiceLoss(Loss):

@@ -17,6 +17,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, w
         kernels.adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr / (1 - beta1 ** step), beta1,
                             beta2, eps, weight_decay, math.sqrt(1 - beta2 ** step))
         return
+    # BEGIN SOLUTION
     if weight_decay != 0:
         # g = g + weight_decay * p
         grad = grad + weight_decay * param
@@ -35,6 +36,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, w
     # p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
     denominator = get_array_module(param).sqrt(second_moment) / bias_correction2_sqrt + eps
     param -= (lr / bias_correction1) * (exp_avg / denominator)
+    # END SOLUTION
 
 
 class Adam(Optimizer):

@@ -8,6 +8,7 @@ def sgd_update(param, grad, momentum_buffer, lr, momentum=0.0, dampening=0.0, we
     ``momentum_buffer`` is None before the first step with momentum; it is then
     created as a copy of the gradient and updated in place afterwards.
     """
+    # BEGIN SOLUTION
     if weight_decay != 0:
         # g = g + weight_decay * p
         grad = grad + weight_decay * param
@@ -24,6 +25,7 @@ def sgd_update(param, grad, momentum_buffer, lr, momentum=0.0, dampening=0.0, we
     # p = p - lr * d
     param -= lr * grad
     return momentum_buffer
+    # END SOLUTION
 
 
 class SGD(Optimizer):
