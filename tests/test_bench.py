@@ -1,5 +1,4 @@
 """The benchmark harness: its FLOP counts, its timing rounds, its allocator setting, its scripts run small."""
-import time
 
 import pytest
 
@@ -54,17 +53,23 @@ def test_interleaved_rounds_warm_then_time_each_function_in_turn():
     assert [len(t) for t in times] == [3, 3] and all(t >= 0 for t in times[0] + times[1])
 
 
-def test_interleaved_times_the_mean_of_each_functions_calls():
+def test_interleaved_times_the_mean_of_each_functions_calls(monkeypatch):
+    import bench.common
     from bench.common import interleaved_ms
-    calls = []
+    clock, calls = [0.0], []
 
-    def sleeper(name):
-        return lambda: (calls.append(name), time.sleep(0.004))
+    def ticker(name, seconds):
+        """A function that takes ``seconds`` on the fake clock."""
+        def call():
+            calls.append(name)
+            clock[0] += seconds
+        return call
 
-    times = interleaved_ms([sleeper("a"), sleeper("b")], rounds=2, warmup=1, calls=[3, 1])
+    monkeypatch.setattr(bench.common.time, "perf_counter", lambda: clock[0])
+    times = interleaved_ms([ticker("a", 0.004), ticker("b", 0.010)], rounds=2, warmup=1, calls=[3, 1])
     assert calls == ["a"] * 4 + ["b"] * 2 + ["a"] * 4 + ["b"] * 2
-    # a's three timed calls of >= 4 ms each: their mean, not their sum (>= 12 ms)
-    assert all(4.0 <= t < 12.0 for t in times[0]) and all(t >= 4.0 for t in times[1])
+    # a's three timed calls of 4 ms each: their mean (4 ms), not their sum (12 ms)
+    assert times == [pytest.approx([4.0, 4.0]), pytest.approx([10.0, 10.0])]
 
 
 def test_interleaved_refuses_calls_that_do_not_match_the_functions():
