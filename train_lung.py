@@ -24,7 +24,7 @@ from dataclasses import fields, replace
 import numpy
 
 from minidl.backend import reuse_freed_host_memory
-from minidl.engines import get_engine, set_engine
+from minidl.engines import DEFAULT_ENGINE, ENGINES, get_engine, set_engine
 from minidl.data import DataError, default_cache_dir, find_pairs, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
                              evaluate, evaluate_folder, load_examples, load_trained_model, predict_files,
@@ -72,8 +72,8 @@ def train_parser():
     option("--weight-decay", type=float, help="default 0")
     option("--loss", help=f"{', '.join(LOSSES)} (ce trains 2-class logits; default {DEFAULTS.loss})")
     option("--device", help="cpu or gpu (default cpu)")
-    option("--engine", help="reference (the plain ops the docs derive) or fast (default: MINIDL_ENGINE, else "
-                            "fast; a resumed run keeps its own)")
+    option("--engine", help="reference (the plain ops the docs derive)" + (" or fast" if "fast" in ENGINES else "") +
+                            f" (default: MINIDL_ENGINE, else {DEFAULT_ENGINE}; a resumed run keeps its own)")
     option("--seed", type=int, help="seeds the model, the synthetic set, the split and the augmentation (default 0)")
     option("--val-fraction", type=float, help=f"validation share (default {DEFAULTS.val_fraction})")
     option("--test-fraction", type=float, help="held-out test share, reported at the end (default 0)")

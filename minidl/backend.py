@@ -6,6 +6,7 @@ asked for, so minidl installs and runs on machines without it.
 """
 import ctypes
 import ctypes.util
+import importlib.util
 import sys
 
 import numpy
@@ -15,6 +16,7 @@ _cupy_import_error = None
 _cupy_tried = False
 
 DEVICES = ("cpu", "gpu")
+HAS_KERNELS = importlib.util.find_spec("minidl.kernels") is not None  # False in a student copy
 
 
 def cupy_or_none():
@@ -51,8 +53,10 @@ def device_kernels(x):
 
     The sliding-window primitives (im2col, col2im, pooling, unpooling) ask this
     and, for device arrays, hand their work to the kernel of the same name.
+    None too in a student copy, which has no ``minidl/kernels.py``: its reference
+    ops run on CuPy through ``xp`` alone.
     """
-    if not is_gpu_array(x):
+    if not is_gpu_array(x) or not HAS_KERNELS:
         return None
     from . import kernels
     return kernels

@@ -4,18 +4,25 @@
 ``fast`` runs ``minidl/fast/`` where it has the op (same signatures, same results; tested against the
 reference) and the reference elsewhere. The environment variable MINIDL_ENGINE sets the engine at import;
 the default is ``fast``. A layer records the engine of its forward in its cache, and its backward runs on it.
+A student copy (``tools/make_assignment.py``) has no ``minidl/fast/``: there ``ENGINES`` is ("reference",),
+the default is ``reference``, and asking for ``fast`` is a ValueError that says so.
 """
 import contextlib
 import importlib
+import importlib.util
 import os
 
-ENGINES = ("reference", "fast")
+HAS_FAST_ENGINE = importlib.util.find_spec("minidl.fast") is not None
+ENGINES = ("reference", "fast") if HAS_FAST_ENGINE else ("reference",)
 FAST_FAMILIES = ("batchnorm", "conv", "pooling", "upsample")
-DEFAULT_ENGINE = "fast"  # a student copy (tools/make_assignment.py) runs "reference"
+DEFAULT_ENGINE = "fast" if HAS_FAST_ENGINE else "reference"
+ONLY_REFERENCE = "this copy of minidl has only the reference engine"
 
 
 def _checked(name):
     if name not in ENGINES:
+        if name == "fast":
+            raise ValueError(f"engine 'fast': {ONLY_REFERENCE}")
         raise ValueError(f"unknown engine {name!r}: choose one of {ENGINES}")
     return name
 
@@ -34,6 +41,8 @@ def set_engine(name):
 def get_engine():
     """The name of the engine ops run on now."""
     if _current[0] is None:
+        if _from_environment == "fast" and not HAS_FAST_ENGINE:
+            raise ValueError(f"MINIDL_ENGINE='fast': {ONLY_REFERENCE}")
         if _from_environment not in ENGINES:
             raise ValueError(f"MINIDL_ENGINE={_from_environment!r} is not an engine: choose one of {ENGINES}")
         _current[0] = _from_environment

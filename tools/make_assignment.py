@@ -1,193 +1,75 @@
-"""Write a student copy of minidl with chosen backward functions blanked out.
+"""Write a student copy of minidl: the coursework's tasks blanked, public tests included.
 
-    python tools/make_assignment.py --blank conv2d,max_pool2d,batch_norm OUTDIR
-    python tools/make_assignment.py --list
+    python tools/make_assignment.py --all DEST              every task blanked
+    python tools/make_assignment.py --assignment 2 DEST     the tasks of assignment 2 blanked, the rest solved
+    python tools/make_assignment.py --blank conv2d,relu DEST
+    python tools/make_assignment.py --solved DEST           nothing blanked (the capstone's solved copy)
+    python tools/make_assignment.py --list                  assignments, tasks, points and functions
 
-The copy holds every file of the repository that git tracks or would track
-(no .git, no caches). In it, the body of each chosen backward function is
-replaced by ``raise NotImplementedError(...)``; its signature and docstring
-stay. The copy also gets ``tests/test_assignment.py``, which gradient-checks
-the layer or loss behind every blankable function and reports, per function,
-"<name>: gradient of <tensor> missing (NotImplementedError)" or
-"<name>: gradient of <tensor> wrong (relative error X)". The copy runs the reference engine by
-default (``minidl/engines.py``), so the tests exercise the blanked reference functions. See
-docs/coursework.md.
+DEST must be a new or empty folder. The copy holds no answers and runs the reference engine only; students
+run ``python -m pytest -m TASK`` in it. See tools/coursework/student_copy.py for what it leaves out.
 """
 import argparse
-import ast
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
-from minidl.serialization import atomic_output  # noqa: E402
-
-# short name -> (file, backward function, page that derives it)
-BLANKABLE = {
-    "conv2d": ("minidl/functional/conv.py", "conv2d_backward", "docs/convolution.md"),
-    "conv_transpose2d": ("minidl/functional/conv.py", "conv_transpose2d_backward",
-                         "docs/transposed_convolution.md"),
-    "relu": ("minidl/functional/activation.py", "relu_backward", "docs/activations.md"),
-    "sigmoid": ("minidl/functional/activation.py", "sigmoid_backward", "docs/activations.md"),
-    "max_pool2d": ("minidl/functional/pooling.py", "max_pool2d_backward", "docs/pooling.md"),
-    "max_unpool2d": ("minidl/functional/pooling.py", "max_unpool2d_backward", "docs/pooling.md"),
-    "upsample_bilinear": ("minidl/functional/upsample.py", "upsample_bilinear2d_backward", "docs/upsampling.md"),
-    "upsample_nearest": ("minidl/functional/upsample.py", "upsample_nearest2d_backward", "docs/upsampling.md"),
-    "batch_norm": ("minidl/functional/batchnorm.py", "batch_norm2d_backward", "docs/batchnorm.md"),
-    "bce": ("minidl/losses/bce.py", "bce_with_logits_backward", "docs/losses.md"),
-    "dice": ("minidl/losses/dice.py", "dice_loss_backward", "docs/losses.md"),
-    "cross_entropy": ("minidl/losses/cross_entropy.py", "cross_entropy_backward", "docs/losses.md"),
-}
-
-# never copied into a student's repository: the instructor's own test of this tool
-INSTRUCTOR_ONLY = {"tests/test_make_assignment.py"}
-CHECKED_NAMES_LINE = "CHECKED_NAMES = []  # make_assignment.py writes the names checkable in the copy here"
-ENGINES_FILE = "minidl/engines.py"
-DEFAULT_ENGINE_LINE = 'DEFAULT_ENGINE = "fast"'
-STUDENT_ENGINE_LINE = 'DEFAULT_ENGINE = "reference"'
-SKIPPED_PARTS = {".git", "__pycache__", ".pytest_cache", "runs", "build", "dist"}
+from tools.coursework.student_copy import assignment_tasks, make_student_copy, task_listing, task_names  # noqa: E402
+from tools.coursework.tasks import TASKS  # noqa: E402
 
 
-def find_function(tree, name):
-    """The module-level ``def name`` in a parsed file, or None."""
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
-            return node
-    return None
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def available(root=REPOSITORY):
-    """The short names whose backward function exists under ``root``, in BLANKABLE order."""
-    names = []
-    for name, (path, function, _) in BLANKABLE.items():
-        file = Path(root) / path
-        if file.is_file() and find_function(ast.parse(file.read_text()), function) is not None:
-            names.append(name)
-    return names
+def build_parser():
+    parser = OneLineParser(prog="make_assignment.py", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="tasks: " + ", ".join(task.name for task in TASKS))
+    choice = parser.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--all", action="store_true", help="blank every task")
+    choice.add_argument("--assignment", metavar="N", help="blank the tasks of assignment N (1-4)")
+    choice.add_argument("--blank", metavar="TASKS", help="blank these tasks, comma-separated")
+    choice.add_argument("--solved", action="store_true", help="blank nothing: the fully solved copy")
+    choice.add_argument("--list", action="store_true", help="print the assignments, tasks, points and functions")
+    parser.add_argument("dest", nargs="?", metavar="DEST", help="the new or empty folder to write the copy into")
+    return parser
 
 
-def check_names(names, root=REPOSITORY):
-    """ValueError naming the valid short names unless ``names`` is a non-empty list of them."""
-    valid = available(root)
-    unknown = [name for name in names if name not in valid]
-    if unknown or not names:
-        raise ValueError(f"make_assignment: unknown or unavailable function name(s) {unknown or names}; "
-                         f"valid names: {', '.join(valid)}")
-
-
-def parse_names(text, root=REPOSITORY):
-    """'conv2d,relu' -> ['conv2d', 'relu']; ValueError naming the valid names for anything else."""
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    check_names(names, root)
-    return names
-
-
-def _body_first_line(node, lines):
-    """1-based first line to replace: after the docstring, or after the signature (and its comments)."""
-    first = node.body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        return first.end_lineno + 1
-    line = first.lineno
-    while line - 1 > node.lineno and lines[line - 2].strip().startswith("#"):
-        line -= 1
-    return line
-
-
-def blank_function(source, function, message):
-    """``source`` with the body of module-level ``function`` replaced by a NotImplementedError (docstring kept)."""
-    node = find_function(ast.parse(source), function)
-    if node is None:
-        raise ValueError(f"make_assignment: no function {function} in the given source")
-    lines = source.splitlines(keepends=True)
-    start = _body_first_line(node, lines)
-    if start <= node.lineno:
-        raise ValueError(f"make_assignment: {function} is written on one line; cannot blank its body")
-    indent = " " * node.body[0].col_offset
-    replacement = f"{indent}raise NotImplementedError({message!r})\n"
-    return "".join(lines[:start - 1]) + replacement + "".join(lines[node.end_lineno:])
-
-
-def repository_files(root=REPOSITORY):
-    """Relative paths of the files git tracks or would track (untracked but not ignored included)."""
-    try:
-        listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                                cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
-    except (OSError, subprocess.CalledProcessError):
-        listed = [str(path.relative_to(root)) for path in Path(root).rglob("*") if path.is_file()]
-    return sorted(path for path in listed
-                  if path and (Path(root) / path).is_file() and path not in INSTRUCTOR_ONLY
-                  and not SKIPPED_PARTS.intersection(Path(path).parts) and not path.endswith(".pyc"))
-
-
-def copy_repository(outdir, root=REPOSITORY):
-    """Copy the repository's files into ``outdir`` (which must be empty or absent)."""
-    outdir = Path(outdir)
-    if outdir.exists() and any(outdir.iterdir()):
-        raise ValueError(f"make_assignment: output directory {outdir} is not empty")
-    for path in repository_files(root):
-        target = outdir / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(Path(root) / path, target)
-
-
-def write_text(path, text):
-    """Write ``text`` to ``path`` atomically: a temporary file in its folder, renamed over it."""
-    with atomic_output(path) as temporary:
-        Path(temporary).write_text(text)
-
-
-def run_the_reference_engine(outdir):
-    """Make the copy's default engine "reference", whose backward functions are the blanked ones."""
-    engines = outdir / ENGINES_FILE
-    source = engines.read_text()
-    if source.count(DEFAULT_ENGINE_LINE) != 1:
-        raise RuntimeError(f"{ENGINES_FILE} lost its line {DEFAULT_ENGINE_LINE!r}")
-    write_text(engines, source.replace(DEFAULT_ENGINE_LINE, STUDENT_ENGINE_LINE))
-
-
-def make_assignment(names, outdir, root=REPOSITORY):
-    """Write the student copy into ``outdir`` with the backward of each short name in ``names`` blanked."""
-    check_names(names, root)
-    copy_repository(outdir, root)
-    for name in names:
-        path, function, page = BLANKABLE[name]
-        file = Path(outdir) / path
-        message = f"{function}: implement the backward pass, see {page}"
-        write_text(file, blank_function(file.read_text(), function, message))
-    run_the_reference_engine(Path(outdir))
-    tests = Path(outdir) / "tests" / "test_assignment.py"
-    tests.parent.mkdir(parents=True, exist_ok=True)
-    template = (Path(__file__).resolve().parent / "assignment_tests_template.py").read_text()
-    if CHECKED_NAMES_LINE not in template:
-        raise RuntimeError(f"tools/assignment_tests_template.py lost its line {CHECKED_NAMES_LINE!r}")
-    write_text(tests, template.replace(CHECKED_NAMES_LINE, f"CHECKED_NAMES = {available(root)!r}"))
-    return tests
+def chosen_tasks(args):
+    """The task names the options ask to blank; ValueError for unknown ones."""
+    if args.all:
+        return [task.name for task in TASKS]
+    if args.assignment is not None:
+        return assignment_tasks(args.assignment)
+    if args.blank is not None:
+        return task_names(args.blank)
+    return []
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="blankable names: " + ", ".join(BLANKABLE))
-    parser.add_argument("--blank", help="comma-separated short names of the backward functions to blank")
-    parser.add_argument("--list", action="store_true", help="print the blankable names and their functions")
-    parser.add_argument("outdir", nargs="?", help="where to write the student copy (empty or absent)")
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        for name in available():
-            path, function, page = BLANKABLE[name]
-            print(f"{name:18s} {path}::{function}  ({page})")
+        if args.dest is not None:
+            parser.error("--list takes no DEST")
+        print("\n".join(task_listing()))
         return 0
-    if not args.blank or not args.outdir:
-        parser.error("give --blank NAMES and OUTDIR (or --list)")
+    if args.dest is None:
+        parser.error("give DEST, the folder to write the copy into")
     try:
-        names = parse_names(args.blank)
-        tests = make_assignment(names, args.outdir)
+        blanked = chosen_tasks(args)
+        make_student_copy(args.dest, blanked)
     except ValueError as error:
-        parser.exit(2, f"{error}\n")
-    print(f"wrote {args.outdir} with {', '.join(names)} blanked; "
-          f"students run: python -m pytest {tests.relative_to(args.outdir)}")
+        parser.error(str(error))
+    except OSError as error:
+        parser.exit(2, f"{parser.prog}: error: {error.filename or args.dest}: {error.strerror or error}\n")
+    print(f"wrote {args.dest}: a student copy with {', '.join(blanked) if blanked else 'no task'} blanked; "
+          f"students run: cd {args.dest} && python -m pytest -m TASK")
     return 0
 
 

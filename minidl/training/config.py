@@ -2,7 +2,7 @@
 import json
 from dataclasses import asdict, dataclass, fields
 
-from ..engines import ENGINES
+from ..engines import ENGINES, ONLY_REFERENCE
 from .errors import ConfigError
 
 LOSSES = ("bce+dice", "bce", "dice", "ce")
@@ -88,7 +88,8 @@ class TrainConfig:
             (0.0 < self.val_fraction < 1.0, f"--val-fraction {self.val_fraction}: must be between 0 and 1"),
             (0.0 <= self.test_fraction < 1.0, f"--test-fraction {self.test_fraction}: must be in [0, 1)"),
             (self.device in ("cpu", "gpu"), f"--device {self.device}: choose cpu or gpu"),
-            (self.engine in (None,) + ENGINES, f"--engine {self.engine}: choose {' or '.join(ENGINES)}"),
+            (self.engine in (None,) + ENGINES, f"--engine {self.engine}: " + (
+                ONLY_REFERENCE if self.engine == "fast" else f"choose {' or '.join(ENGINES)}")),
         ]
         for passed, message in checks:
             if not passed:
