@@ -67,8 +67,9 @@ TASKS = (
          "max-unpooling with a pool's indices, and its backward gather"),
     Task("upsample_bilinear", 3, 10, "docs/upsampling.md",
          (f"{_UPSAMPLE}::linear_sources", f"{_UPSAMPLE}::upsample_bilinear2d_forward",
-          f"{_UPSAMPLE}::upsample_bilinear2d_backward"),
-         "bilinear upsampling by interpolation matrices (align_corners both ways), forward and backward"),
+          f"{_UPSAMPLE}::upsample_bilinear2d_backward", f"{_UPSAMPLE}::upsample_nearest2d_backward"),
+         "bilinear upsampling by interpolation matrices (align_corners both ways), forward and backward; "
+         "nearest's backward, the same product"),
     Task("batch_norm", 3, 15, "docs/batchnorm.md",
          (f"{_BATCHNORM}::update_running_statistics", f"{_BATCHNORM}::batch_norm2d_forward",
           f"{_BATCHNORM}::batch_norm2d_backward"),

@@ -167,6 +167,8 @@ def _layer_cases():
                     [("input", normal((1, 2, 3, 4)))]),
         module_case("upsample_bilinear", "size7x5", lambda: nn.Upsample(size=(7, 5), mode="bilinear"),
                     [("input", normal((1, 2, 3, 4)))]),
+        module_case("upsample_bilinear", "nearest-size7x9", lambda: nn.Upsample(size=(7, 9), mode="nearest"),
+                    [("input", normal((1, 2, 3, 4)))]),
         module_case("batch_norm", "train", with_running_statistics(),
                     [("input", normal((4, 3, 3, 3), 2.0, 1.0))], after_forward=RUNNING_STATISTICS),
         module_case("batch_norm", "train-momentum_none-no_affine", with_running_statistics(None, affine=False),
