@@ -80,12 +80,15 @@ def max_unpool2d_cases():
     ]
 
 
-def upsample_case(name, shape, size=None, scale=None, align_corners=False, dtype=F64):
+def upsample_case(name, shape, size=None, scale=None, align_corners=False, dtype=F64, mode="bilinear"):
+    """An Upsample case; ``align_corners`` is passed for bilinear only (nearest takes None)."""
+    corners = align_corners if mode == "bilinear" else None
+
     def build():
-        return minidl.nn.Upsample(size, scale, "bilinear", align_corners)
+        return minidl.nn.Upsample(size, scale, mode, corners)
 
     def twin(torch, x, parameters, inputs):
-        return torch.nn.functional.interpolate(x, size, scale, "bilinear", align_corners)
+        return torch.nn.functional.interpolate(x, size, scale, mode, corners)
     return layer_case(name, build, lambda rng: layer_inputs(build, normal(rng, shape, dtype), rng), dtype, twin=twin)
 
 
@@ -99,6 +102,8 @@ def upsample_bilinear_cases():
         upsample_case("scale 1.5, (1, 2, 5, 6)", (1, 2, 5, 6), scale=1.5),
         upsample_case("scale (2.3, 0.6), (1, 1, 4, 10)", (1, 1, 4, 10), scale=(2.3, 0.6)),
         upsample_case("size (1, 5), align_corners, (1, 1, 3, 4)", (1, 1, 3, 4), size=(1, 5), align_corners=True),
+        upsample_case("nearest, size (7, 9), (2, 2, 3, 4)", (2, 2, 3, 4), size=(7, 9), mode="nearest"),
+        upsample_case("nearest, scale 3, float32 (1, 2, 3, 3)", (1, 2, 3, 3), scale=3, dtype=F32, mode="nearest"),
     ]
 
 
