@@ -178,8 +178,8 @@ def test_the_copy_leaves_out_the_instructors_files(all_copy):
     held = {path.relative_to(all_copy).as_posix() for path in all_copy.rglob("*") if path.is_file()}
     assert held == set(student_copy.student_files()) | PUBLIC_TEST_FILES
     for left_out in ("minidl/fast", "minidl/kernels.py", ".git", "bench", "tools/coursework", ".ci",
-                     "tools/make_assignment.py", "tools/grade.py", "tools/gpu_check.sh", "docs/fast_engines.md",
-                     "docs/benchmarks.md", "tests/test_make_assignment.py", "tests/helpers.py"):
+                     "tools/make_assignment.py", "tools/grade.py", "tools/gpu_check.sh", "tools/make_figures.py",
+                     "docs/fast_engines.md", "docs/benchmarks.md", "tests/test_make_assignment.py", "tests/helpers.py"):
         assert not (all_copy / left_out).exists(), left_out
     assert {path for path in held if path.startswith("tests/")} == PUBLIC_TEST_FILES
 

@@ -1,6 +1,7 @@
 """A student copy of minidl: the repository without the instructor's files, chosen tasks blanked, public tests.
 
 The copy leaves out the fast engine and the CUDA kernels (so no answer survives in a faster form), the
+figure script (it draws the docs' pictures from its own bilinear matrix, max-pool and stable BCE), the
 benchmarks and their pages, the instructor's tests, CI and every coursework and grading tool. It runs the
 reference engine (``minidl/engines.py`` sees that ``minidl/fast/`` is absent). In it, each solution region of a
 blanked task raises NotImplementedError, each page's quotation of a blanked function is a placeholder, links
@@ -23,7 +24,7 @@ from .tasks import ASSIGNMENTS, TASKS, TASKS_BY_NAME, tasks_of_assignment
 
 OMITTED_FOLDERS = ("minidl/fast/", "bench/", "tests/", ".ci/", "tools/coursework/")
 OMITTED_FILES = ("minidl/kernels.py", "tools/make_assignment.py", "tools/grade.py", "tools/gpu_check.sh",
-                 "docs/fast_engines.md", "docs/benchmarks.md")
+                 "tools/make_figures.py", "docs/fast_engines.md", "docs/benchmarks.md")
 TASKS_LINE = "TASKS = {}  # tools/make_assignment.py writes {task: what it asks for} here"
 
 
