@@ -1,6 +1,7 @@
 """Building the model, loss and optimizer a ``TrainConfig`` names, and turning logits into lung probabilities."""
 from .. import losses, optim
-from ..backend import get_array_module, require_gpu
+from ..backend import require_gpu
+from ..functional.activation import sigmoid
 from .config import MODEL_STRIDES
 from .errors import ConfigError
 
@@ -79,6 +80,5 @@ def loss_target(masks, loss_name, dtype):
 
 def lung_probability(logits):
     """P(lung) per pixel, (N, H, W): sigmoid of 1-class logits, softmax's class 1 for 2-class logits."""
-    xp = get_array_module(logits)
     margin = logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
-    return 0.5 * (1.0 + xp.tanh(0.5 * margin))  # sigmoid(margin), without overflow
+    return sigmoid(margin)
