@@ -17,8 +17,10 @@ def output_grid(input_hw, kernel, stride, padding, dilation):
 
 def tap_slices(kernel_offset, stride, dilation, grid):
     """(rows, columns): the slices of the padded input that kernel tap (i, j) reads for the whole grid."""
+    # BEGIN SOLUTION
     return tuple(slice(kernel_offset[a] * dilation[a], kernel_offset[a] * dilation[a] + (grid[a] - 1) * stride[a] + 1,
                        stride[a]) for a in range(2))
+    # END SOLUTION
 
 
 def padded(x, padding, pad_value=0.0):
