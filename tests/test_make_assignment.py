@@ -294,17 +294,23 @@ def test_assignment_2_blanks_exactly_its_tasks(tmp_path, capsys):
     (["DEST"], "one of the arguments --all --assignment --blank --solved --list is required"),
     (["--list", "DEST"], "--list takes no DEST"),
     (["--solved", "FULL"], "is not empty; give a new folder"),
+    (["--solved", "FILE"], "file.txt is a file; give a new folder"),
+    (["--solved", "UNDER_FILE"], "cannot be made: "),
+    (["--solved", "INSIDE"], "is inside the repository"),
 ])
 def test_bad_input_is_one_line_and_exit_status_2(arguments, message, tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "kept.txt").write_text("kept")
-    replaced = {"DEST": str(tmp_path / "new"), "FULL": str(tmp_path / "full")}
+    (tmp_path / "file.txt").write_text("kept")
+    replaced = {"DEST": str(tmp_path / "new"), "FULL": str(tmp_path / "full"), "FILE": str(tmp_path / "file.txt"),
+                "UNDER_FILE": str(tmp_path / "file.txt" / "copy"), "INSIDE": str(REPOSITORY / "copy")}
     with pytest.raises(SystemExit) as stopped:
         tool.main([replaced.get(argument, argument) for argument in arguments])
     error = capsys.readouterr().err
     assert stopped.value.code == 2 and len(error.splitlines()) == 1 and message in error, error
     assert error.startswith("make_assignment.py: error: ")
     assert not (tmp_path / "new").exists() and os.listdir(tmp_path / "full") == ["kept.txt"]
+    assert (tmp_path / "file.txt").read_text() == "kept" and not (REPOSITORY / "copy").exists()
 
 
 def test_the_command_line_reports_bad_input_in_one_line(tmp_path):

@@ -6,8 +6,9 @@
     python tools/make_assignment.py --solved DEST           nothing blanked (the capstone's solved copy)
     python tools/make_assignment.py --list                  assignments, tasks, points and functions
 
-DEST must be a new or empty folder. The copy holds no answers and runs the reference engine only; students
-run ``python -m pytest -m TASK`` in it. See tools/coursework/student_copy.py for what it leaves out.
+DEST must be a new or empty folder outside the repository. The copy holds no answers and runs the reference
+engine only; students run ``python -m pytest -m TASK`` in it. See tools/coursework/student_copy.py for what it
+leaves out.
 """
 import argparse
 import sys

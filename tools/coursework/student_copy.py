@@ -55,10 +55,19 @@ def assignment_tasks(text):
     return [task.name for task in tasks_of_assignment(int(text))]
 
 
-def check_destination(outdir):
-    """ValueError unless ``outdir`` is absent or an empty folder: a copy never overwrites anything."""
-    if outdir.exists() and not (outdir.is_dir() and not any(outdir.iterdir())):
+def check_destination(outdir, root=REPOSITORY):
+    """ValueError unless ``outdir`` is absent or an empty folder outside ``root``: a copy never overwrites
+    anything, and a copy inside the repository would be copied, answers and all, into every later copy."""
+    resolved = outdir.resolve()
+    if resolved == Path(root).resolve() or Path(root).resolve() in resolved.parents:
+        raise ValueError(f"{outdir} is inside the repository {root}; give a folder outside it")
+    if outdir.is_file():
+        raise ValueError(f"{outdir} is a file; give a new folder")
+    if outdir.exists() and any(outdir.iterdir()):
         raise ValueError(f"{outdir} is not empty; give a new folder")
+    above = next(folder for folder in resolved.parents if folder.exists())
+    if not above.is_dir():
+        raise ValueError(f"{outdir} cannot be made: {above} is a file")
 
 
 def make_student_copy(outdir, blanked, root=REPOSITORY):
@@ -67,7 +76,7 @@ def make_student_copy(outdir, blanked, root=REPOSITORY):
     The public tests' expected values come from the minidl this process imports (the instructor's solution).
     """
     outdir = Path(outdir)
-    check_destination(outdir)
+    check_destination(outdir, root)
     arrays = record_expected_values()
     outdir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.tmp-", dir=outdir.parent))
