@@ -18,6 +18,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 from tools.coursework.copying import blank_tasks, copy_files, repository_files  # noqa: E402
 from tools.coursework.grading import zoo  # noqa: E402
+from tools.coursework.grading.cases import describe  # noqa: E402
+from tools.coursework.grading.guard import ForbiddenImport, ImportGuard, PoisonedModule  # noqa: E402
 from tools.coursework.grading.runner import grade  # noqa: E402
 from tools.coursework.regions import regions  # noqa: E402
 from tools.coursework.tasks import TASKS, total_points  # noqa: E402
@@ -190,6 +192,33 @@ def test_the_zoo_with_the_reference_checker():
         assert zoo.verdict(member, member.errors(rng)).passed
     assert sum(1 for member in zoo.MEMBERS if member.bug) >= 8
     assert sum(1 for member in zoo.MEMBERS if not member.bug) >= 2
+
+
+def test_the_zoo_judges_a_checker_that_returns_no_dict_of_numbers_wrong_without_crashing():
+    broken = zoo.MEMBERS[0]
+    for returned in (0.5, None, {}, {"input": "small"}, {"input": numpy.ones(2)}, {"input": float("nan")}):
+        result = zoo.verdict(broken, returned)
+        assert not result.passed and "not a dict of finite relative errors" in result.reason, result.reason
+    assert zoo.verdict(broken, {"input": numpy.array(0.5)}).passed  # a 0-d array is a number
+
+
+def test_calling_a_name_imported_from_a_forbidden_module_is_recorded(tmp_path):
+    guard = ImportGuard(tmp_path)
+    expit = PoisonedModule("scipy.special.expit", guard)  # what "from scipy.special import expit" binds
+    with pytest.raises(ForbiddenImport):
+        expit(1.0)
+    assert guard.attempts == []  # while the copy imports, the import itself is what counts
+    guard.copy_imported()
+    with pytest.raises(ForbiddenImport, match="imported scipy"):
+        expit(1.0)
+    assert guard.attempts == ["scipy"]
+
+
+def test_a_syntax_error_is_placed_at_the_line_that_does_not_parse(tmp_path):
+    (tmp_path / "broken.py").write_text("x = 1\ndef f(:\n")
+    with pytest.raises(SyntaxError) as raised:
+        compile((tmp_path / "broken.py").read_text(), str(tmp_path / "broken.py"), "exec")
+    assert describe(raised.value, tmp_path).endswith("(broken.py:2)")
 
 
 @pytest.mark.parametrize("checker", ["forward differences", "no abs"])

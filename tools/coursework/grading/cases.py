@@ -52,18 +52,24 @@ def _number(value):
 
 
 def describe(error, student_dir):
-    """One line: the exception's type and first message line, and the copy's innermost line it passed."""
+    """One line: the exception's type and first message line, and the copy's innermost line it passed (for a
+    SyntaxError, the line that does not parse)."""
     message = str(error).strip().splitlines()
     text = f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
-    student_dir = Path(student_dir).resolve()
-    place = None
-    for frame in traceback.extract_tb(error.__traceback__):
-        try:
-            place = f"{Path(frame.filename).resolve().relative_to(student_dir).as_posix()}:{frame.lineno}"
-        except ValueError:
-            continue
+    places = [(frame.filename, frame.lineno) for frame in traceback.extract_tb(error.__traceback__)]
+    if isinstance(error, SyntaxError) and error.filename:
+        places.append((error.filename, error.lineno))
+    in_copy = [place for place in (copy_place(filename, line, student_dir) for filename, line in places) if place]
     text = text if len(text) <= 200 else text[:197] + "..."
-    return f"{text} ({place})" if place else text
+    return f"{text} ({in_copy[-1]})" if in_copy else text
+
+
+def copy_place(filename, line, student_dir):
+    """"file:line" relative to the copy when ``filename`` lies inside it, else None."""
+    try:
+        return f"{Path(filename).resolve().relative_to(Path(student_dir).resolve()).as_posix()}:{line}"
+    except ValueError:
+        return None
 
 
 def failure(name, error, student_dir):

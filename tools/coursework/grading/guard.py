@@ -31,7 +31,7 @@ def forbidden_root(name):
 class PoisonedModule(types.ModuleType):
     """Stands in for a forbidden module imported at a file's top level. While the copy is imported a missing
     attribute is an AttributeError (so ``from torch import nn`` imports a poisoned ``torch.nn``); afterwards
-    reading one is recorded by the guard as a use, and raises."""
+    reading one, or calling a poisoned name, is recorded by the guard as a use, and raises."""
 
     def __init__(self, name, guard):
         super().__init__(name)
@@ -40,9 +40,18 @@ class PoisonedModule(types.ModuleType):
     def __getattr__(self, attribute):
         if self.guard.importing_copy or (attribute.startswith("__") and attribute.endswith("__")):
             raise AttributeError(attribute)
+        raise self.used()
+
+    def __call__(self, *arguments, **keywords):
+        """A name imported from a forbidden module (``from scipy.special import expit``) is called."""
+        raise self.used()
+
+    def used(self):
+        """The ForbiddenImport of a use, recorded by the guard once the copy is imported."""
         root = forbidden_root(self.__name__)
-        self.guard.attempts.append(root)
-        raise ForbiddenImport(f"imported {root} (not allowed)")
+        if not self.guard.importing_copy:
+            self.guard.attempts.append(root)
+        return ForbiddenImport(f"imported {root} (not allowed)")
 
 
 def forget_poisoned_modules():

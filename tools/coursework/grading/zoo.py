@@ -312,14 +312,27 @@ class ZooCase:
         return verdict(self.member, errors)
 
 
+def finite_number(value):
+    """``value`` as a float when it is one real, finite number (a Python or NumPy scalar, a 0-d array), else
+    None."""
+    if isinstance(value, (str, bytes)) or numpy.ndim(value) != 0 or numpy.iscomplexobj(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if numpy.isfinite(number) else None
+
+
 def verdict(member, errors):
-    """The CaseResult of the checker's ``errors`` on ``member``."""
-    values = list(errors.values()) if isinstance(errors, dict) else [errors]
-    if not values or not all(isinstance(value, (int, float, numpy.floating)) and numpy.isfinite(value)
-                             for value in values):
-        return CaseResult(member.name, False, f"wrong: the checker returned {errors!r} on {member.name}, "
-                                              "not finite relative errors")
-    errors = {str(tensor): float(value) for tensor, value in errors.items()}
+    """The CaseResult of the checker's ``errors`` ({tensor: relative error}) on ``member``."""
+    numbers = {str(tensor): finite_number(value) for tensor, value in errors.items()} \
+        if isinstance(errors, dict) else {}
+    if not numbers or None in numbers.values():
+        shown = repr(errors) if len(repr(errors)) <= 200 else repr(errors)[:197] + "..."
+        return CaseResult(member.name, False, f"wrong: the checker returned {shown} on {member.name}, "
+                                              "not a dict of finite relative errors")
+    errors = numbers
     largest = max(errors.values())
     flagged = largest > FLAG_THRESHOLD
     if member.bug and not flagged:
