@@ -237,8 +237,10 @@ def test_a_sloppy_gradient_checker_loses_points(copies, checker):
     ([str(REPOSITORY), "--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
     ([str(REPOSITORY), "--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
     ([str(REPOSITORY), "--json", "{empty}"], "is a directory"),
+    ([str(REPOSITORY), "--json", "{empty}/file.txt/report.json"], "cannot be written: "),
 ])
 def test_bad_arguments_get_one_line_and_status_2(tmp_path, arguments, message):
+    (tmp_path / "file.txt").write_text("kept")
     arguments = [argument.replace("{empty}", str(tmp_path)) for argument in arguments]
     finished = subprocess.run([sys.executable, str(CLI), *arguments], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 2

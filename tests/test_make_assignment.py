@@ -320,6 +320,17 @@ def test_the_command_line_reports_bad_input_in_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_reader_that_stops_reading_gets_no_traceback():
+    reading, writing = os.pipe()
+    os.close(reading)  # as ``| head`` does once it has its lines
+    try:
+        finished = subprocess.run([sys.executable, str(TOOL), "--list"], stdout=writing, stderr=subprocess.PIPE,
+                                  text=True, timeout=60)
+    finally:
+        os.close(writing)
+    assert finished.returncode == 0 and finished.stderr == "", finished.stderr
+
+
 def test_list_names_every_task_with_its_points_and_functions(capsys):
     assert tool.main(["--list"]) == 0
     listing = capsys.readouterr().out

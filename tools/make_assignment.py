@@ -16,15 +16,9 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
+from tools.coursework.command_line import OneLineParser, show  # noqa: E402
 from tools.coursework.student_copy import assignment_tasks, make_student_copy, task_listing, task_names  # noqa: E402
 from tools.coursework.tasks import TASKS  # noqa: E402
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr, exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser():
@@ -58,7 +52,7 @@ def main(argv=None):
     if args.list:
         if args.dest is not None:
             parser.error("--list takes no DEST")
-        print("\n".join(task_listing()))
+        show(task_listing())
         return 0
     if args.dest is None:
         parser.error("give DEST, the folder to write the copy into")
@@ -69,8 +63,8 @@ def main(argv=None):
         parser.error(str(error))
     except OSError as error:
         parser.exit(2, f"{parser.prog}: error: {error.filename or args.dest}: {error.strerror or error}\n")
-    print(f"wrote {args.dest}: a student copy with {', '.join(blanked) if blanked else 'no task'} blanked; "
-          f"students run: cd {args.dest} && python -m pytest -m TASK")
+    show([f"wrote {args.dest}: a student copy with {', '.join(blanked) if blanked else 'no task'} blanked; "
+          f"students run: cd {args.dest} && python -m pytest -m TASK"])
     return 0
 
 
