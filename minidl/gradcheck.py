@@ -101,6 +101,7 @@ def check_module(module, inputs, wrt=(0,), parameters=True, step=STEP, seed=0, m
     if not isinstance(input_gradients, tuple):
         input_gradients = (input_gradients,)
 
+    # scalar(), the float whose central differences the loop below compares with backward's gradients
     # BEGIN SOLUTION
     def scalar():
         # s(x) = sum(f(x) * g): its gradient is the vector-Jacobian product J^T g that backward returns

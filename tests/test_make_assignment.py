@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -235,6 +236,16 @@ def test_a_planted_wrong_answer_fails_exactly_its_task(planted_copy):
     assert {test for test in results if task_of(test) == PLANTED_TASK} == set(failed)
     for message in failed.values():
         assert message.startswith("sigmoid: input gradient wrong (relative error "), message
+
+
+def test_a_case_without_recorded_values_fails(solved_copy, copies):
+    shutil.copytree(solved_copy, copies / "no-data")
+    data = copies / "no-data" / "tests" / "assignment_data.npz"
+    with numpy.load(data) as archive:
+        kept = {key: archive[key] for key in archive.files if not key.startswith("relu-any-shape/")}
+    numpy.savez(data, **kept)
+    message = public_results(copies / "no-data")["test_values[relu-any-shape]"]
+    assert message and message.startswith("relu: tests/assignment_data.npz holds no values"), message
 
 
 def test_a_marker_runs_one_task(solved_copy):

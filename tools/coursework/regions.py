@@ -73,8 +73,3 @@ def blank(source, qualname, message):
     for begin, end in reversed(found):
         lines[begin:end + 1] = [f"{_indent(lines[begin])}raise NotImplementedError({message!r})\n"]
     return "".join(lines)
-
-
-def without_markers(source):
-    """``source`` with the marker lines removed (the answers kept)."""
-    return "".join(line for line in source.splitlines(keepends=True) if line.strip() not in (BEGIN, END))
