@@ -39,7 +39,7 @@ PLANTED = {
                         "d_d2 = self.dec2.backward(d_d1)"),
 }
 
-# answers that raise, hang, import what they must not, or end the process
+# answers that raise, hang, import what they must not, end the process, or rename a class a task names
 FAULTS = {
     "sigmoid": ("minidl/functional/activation.py", "return dy * y * (1 - y)",
                 'raise RuntimeError("sigmoid went wrong")'),
@@ -52,6 +52,7 @@ FAULTS = {
                    "    from minidl.fast import pooling\n    windows = pooling_windows("),
     "max_unpool2d": ("minidl/functional/pooling.py", "    return dy.reshape(n * c, math.prod(dy.shape[2:]))",
                      "    __import__('os')._exit(3)\n    return dy.reshape(n * c, math.prod(dy.shape[2:]))"),
+    "segnet_backward": ("models/segnet_small.py", "class ConvUnpoolBlock(Module):", "class UnpoolBlock(Module):"),
 }
 FAULT_TIMEOUT = 15
 
@@ -153,7 +154,7 @@ def test_faults_cost_their_task_and_the_grader_finishes(copies, tmp_path):
                                "--timeout", str(FAULT_TIMEOUT), "--json", str(report_path)],
                               capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.splitlines()[-1] == "score: 10 / 60"
+    assert finished.stdout.splitlines()[-1] == "score: 10 / 70"
     report = json.loads(report_path.read_text())
     assert [entry["name"] for entry in report["tasks"]] == [task.name for task in TASKS if task.name in names]
     assert points(report) == {name: (5 if name in ("relu", "sgd") else 0) for name in names}
@@ -164,6 +165,7 @@ def test_faults_cost_their_task_and_the_grader_finishes(copies, tmp_path):
     assert reasons["adam"] == "imported torch (not allowed)"
     assert reasons["max_pool2d"] == "imported minidl.fast (not allowed)"
     assert reasons["max_unpool2d"].startswith("crashed: the grading process ended with status 3")
+    assert reasons["segnet_backward"].startswith("missing (the copy does not define ConvUnpoolBlock.backward")
 
 
 def test_the_json_report_has_every_case(copies, tmp_path):

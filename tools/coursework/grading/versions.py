@@ -44,8 +44,11 @@ def holder_of(function):
 
 
 def defined(function):
-    """The copy's ``function`` as its module or class holds it, or None if it is not there."""
-    holder, name = holder_of(function)
+    """The copy's ``function`` as its module or class holds it, or None if it (or its class) is not there."""
+    try:
+        holder, name = holder_of(function)
+    except AttributeError:
+        return None
     return vars(holder).get(name)
 
 
@@ -99,9 +102,12 @@ class Versions:
             file, qualname = missing[0].split("::")
             raise MissingFunction(f"the copy does not define {qualname} in {file}")
         for function in functions:
+            try:
+                holder, name = holder_of(function)
+            except AttributeError:  # the copy lacks the method's class: no code can call the method
+                continue
             if self.installed[function] is not None:
                 replace_references(self.installed[function], chosen[function])
-            holder, name = holder_of(function)
             setattr(holder, name, chosen[function])
             self.installed[function] = chosen[function]
 
