@@ -382,8 +382,8 @@ def system_error_text(error):
 
 
 def main(argv=None):
-    """Run the program; returns the exit status: 2 for bad input or a system fault (disk full, permissions,
-    out of memory), 1 for a diverged run, 128 + the signal after Ctrl-C (130), SIGTERM (143) or SIGHUP (129)."""
+    """Run the program; returns the exit status: 2 for bad input, a system fault (disk full, permissions,
+    out of memory) or a coursework task not written yet, 1 for a diverged run, 128 + the signal after Ctrl-C (130), SIGTERM (143) or SIGHUP (129)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         get_engine()  # a bad MINIDL_ENGINE is bad input too
@@ -400,6 +400,9 @@ def main(argv=None):
         return 2
     except OSError as error:
         print(f"train_lung.py: error: {system_error_text(error)}; files written before are kept", file=sys.stderr)
+        return 2
+    except NotImplementedError as error:
+        print(f"train_lung.py: error: {error} (a coursework task this copy has not written yet)", file=sys.stderr)
         return 2
     except MemoryError:
         print("train_lung.py: error: out of memory; try a smaller --size, --batch-size or --init-features",

@@ -394,3 +394,13 @@ def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(models, "SegNetSmall", out_of_memory)  # a real --init-features 100000 would page first
     status, _, err = run_main(TINY + ["--init-features", "100000", "--out", str(tmp_path / "run")], capsys)
     assert "--init-features 100000: the model's weights do not fit in memory" in one_line_error(status, err)
+
+
+def test_a_blank_coursework_task_is_one_line(tmp_path, capsys, monkeypatch):
+    def blank(x):
+        raise NotImplementedError("relu: implement relu_forward_inplace, see docs/activations.md")
+
+    monkeypatch.setattr(minidl.nn.activation, "relu_forward_inplace", blank)
+    status, _, err = run_main(TINY + ["--out", str(tmp_path / "run")], capsys)
+    assert "relu: implement relu_forward_inplace, see docs/activations.md (a coursework task" in one_line_error(
+        status, err)
