@@ -24,6 +24,7 @@ if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))  # the tools package lives at the repository root
 from tools.coursework import student_copy  # noqa: E402
 from tools.coursework.notebooks import blank_notebook  # noqa: E402
+from tools.coursework.tasks import TASKS  # noqa: E402
 from tools.coursework.regions import regions, solution_lines  # noqa: E402
 from tools.coursework.student_docs import LINK, QUOTATION, blanked_functions  # noqa: E402
 from tools.coursework.tasks import BEGIN, END, TASKS, TASKS_BY_NAME  # noqa: E402
@@ -287,12 +288,14 @@ def test_the_solved_copy_trains_the_capstone_and_checks_its_gradients(solved_cop
 
 
 # ------------------------------------------------------------------------------------------ the command line
-def test_assignment_2_blanks_exactly_its_tasks(tmp_path, capsys):
-    assert tool.main(["--assignment", "2", str(tmp_path / "copy")]) == 0
-    assert "im2col, conv2d, conv_transpose2d blanked" in capsys.readouterr().out
-    assert blanked_tasks(tmp_path / "copy") == {"im2col", "conv2d", "conv_transpose2d"}
+def test_assignment_3_blanks_its_tasks_and_the_later_ones_and_solves_the_earlier(tmp_path, capsys):
+    assert tool.main(["--assignment", "3", str(tmp_path / "copy")]) == 0
+    later = {task.name for task in TASKS if task.assignment >= 3}
+    assert "max_pool2d, max_unpool2d, upsample_bilinear, batch_norm, dice" in capsys.readouterr().out
+    assert blanked_tasks(tmp_path / "copy") == later
     readme = (tmp_path / "copy" / "README.md").read_text()
-    assert "| conv2d | 2 | 15 |" in readme and "| relu |" not in readme and "Solved already: gradcheck," in readme
+    assert "| batch_norm | 3 | 15 |" in readme and "| adam | 4 | 10 |" in readme and "| conv2d |" not in readme
+    assert "Solved already: gradcheck," in readme
 
 
 @pytest.mark.parametrize("arguments, message", [

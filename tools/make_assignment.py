@@ -1,7 +1,7 @@
 """Write a student copy of minidl: the coursework's tasks blanked, public tests included.
 
     python tools/make_assignment.py --all DEST              every task blanked
-    python tools/make_assignment.py --assignment 2 DEST     the tasks of assignment 2 blanked, the rest solved
+    python tools/make_assignment.py --assignment 2 DEST     assignments 2 to 4 blanked, assignment 1 solved
     python tools/make_assignment.py --blank conv2d,relu DEST
     python tools/make_assignment.py --solved DEST           nothing blanked (the capstone's solved copy)
     python tools/make_assignment.py --list                  assignments, tasks, points and functions
@@ -27,7 +27,7 @@ def build_parser():
                            epilog="tasks: " + ", ".join(task.name for task in TASKS))
     choice = parser.add_mutually_exclusive_group(required=True)
     choice.add_argument("--all", action="store_true", help="blank every task")
-    choice.add_argument("--assignment", metavar="N", help="blank the tasks of assignment N (1-4)")
+    choice.add_argument("--assignment", metavar="N", help="blank the tasks of assignment N (1-4) and of the later ones")
     choice.add_argument("--blank", metavar="TASKS", help="blank these tasks, comma-separated")
     choice.add_argument("--solved", action="store_true", help="blank nothing: the fully solved copy")
     choice.add_argument("--list", action="store_true", help="print the assignments, tasks, points and functions")

@@ -49,10 +49,11 @@ def task_names(text):
 
 
 def assignment_tasks(text):
-    """The task names of assignment ``text`` ("2"); ValueError naming the assignments for anything else."""
+    """The task names of assignment ``text`` ("2") and of every later one (a week's copy holds no answer to a
+    later week); ValueError naming the assignments for anything else."""
     if text.strip() not in {str(number) for number in ASSIGNMENTS}:
         raise ValueError(f"no assignment {text!r}; the assignments are {', '.join(map(str, ASSIGNMENTS))}")
-    return [task.name for task in tasks_of_assignment(int(text))]
+    return [task.name for number in ASSIGNMENTS if number >= int(text) for task in tasks_of_assignment(number)]
 
 
 def check_destination(outdir, root=REPOSITORY):
