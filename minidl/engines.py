@@ -9,10 +9,10 @@ the default is ``reference``, and asking for ``fast`` is a ValueError that says 
 """
 import contextlib
 import importlib
-import importlib.util
 import os
 
-HAS_FAST_ENGINE = importlib.util.find_spec("minidl.fast") is not None
+# this package's own folder decides: an import search could find another installed minidl's fast/
+HAS_FAST_ENGINE = os.path.isdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast"))
 ENGINES = ("reference", "fast") if HAS_FAST_ENGINE else ("reference",)
 FAST_FAMILIES = ("batchnorm", "conv", "pooling", "upsample")
 DEFAULT_ENGINE = "fast" if HAS_FAST_ENGINE else "reference"
