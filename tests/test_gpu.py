@@ -283,6 +283,24 @@ TRAINING = {
 @pytest.mark.parametrize("name", sorted(TRAINING))
 def test_training_steps_match_cpu(name, rng):
     """Three float64 steps of forward, loss, backward and update: same losses and weights on both devices."""
+    train_on_both_devices(name, rng)
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING))
+def test_a_student_copy_trains_on_the_gpu_without_kernels(name, rng, monkeypatch):
+    """A student copy has no minidl/kernels.py and only the reference engine: its ops run on CuPy through
+    ``xp`` alone (no kernel compiled) and train as on the host."""
+    def refuse(*arguments):
+        raise AssertionError(f"a CUDA kernel was compiled for {arguments}")
+
+    monkeypatch.setattr(backend, "HAS_KERNELS", False)
+    monkeypatch.setattr(kernels, "compiled_function", refuse)
+    with minidl.engine("reference"):
+        train_on_both_devices(name, rng)
+
+
+def train_on_both_devices(name, rng):
+    """Three steps of TRAINING[name] on twin models on the host and the GPU; the losses and weights agree."""
     make, shape, make_optimizer, make_loss = TRAINING[name]
     cpu_model, gpu_model = twin_modules(make, numpy.float64)
     cpu_optimizer = make_optimizer(list(cpu_model.parameters()))
