@@ -24,6 +24,7 @@ class UpsampleConvBlock(Module):
         return self.relu(self.conv(self.up(x)))
 
     def backward(self, dy):
+        """dy (N, C_out, 2h, 2w) -> dx (N, C_in, h, w): the forward's three steps undone in reverse order."""
         # BEGIN SOLUTION
         return self.up.backward(self.conv.backward(self.relu.backward(dy)))
         # END SOLUTION
@@ -46,6 +47,7 @@ class ConvUnpoolBlock(Module):
         return self.unpool(self.relu(self.conv(x)), indices, output_size=output_size)
 
     def backward(self, dy):
+        """dy (N, C_out, H, W) -> dx (N, C_in, h, w): the forward's three steps undone in reverse order."""
         # BEGIN SOLUTION
         return self.conv.backward(self.relu.backward(self.unpool.backward(dy)))
         # END SOLUTION
@@ -107,6 +109,9 @@ class SegNetSmall(Module):
         return self.out(d1)                         # (N, num_classes, H, W)
 
     def backward(self, dlogits):
+        """dlogits (N, num_classes, H, W) -> dx (N, in_channels, H, W); every parameter's gradient is added to
+        its ``.grad``. Each module's backward in the reverse order of forward; the pools' indices are only
+        used by the decoders' unpooling, so no gradient flows along them."""
         # BEGIN SOLUTION
         d_d1 = self.out.backward(dlogits)
         d_d2 = self.dec1.backward(d_d1)
