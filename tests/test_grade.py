@@ -6,9 +6,11 @@ parts removed as in a student copy) and each is graded once. Grading a full copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy
@@ -248,3 +250,26 @@ def test_bad_arguments_get_one_line_and_status_2(tmp_path, arguments, message):
     assert finished.returncode == 2
     assert finished.stdout == ""
     assert len(finished.stderr.splitlines()) == 1 and message in finished.stderr, finished.stderr
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_grader_in_one_line_and_kills_the_task_it_was_grading(tmp_path, stop):
+    pid_file = tmp_path / "worker.pid"
+    hang = ("minidl/losses/dice.py", "    plane_scale = upstream / denominator",
+            "    __import__('pathlib').Path(__import__('os').environ['GRADED_PID']).write_text(str(__import__('os')"
+            ".getpid()))\n    __import__('time').sleep(600)\n    plane_scale = upstream / denominator")
+    copy = student_copy(tmp_path / "hanging", edits=[hang])
+    grader = subprocess.Popen([sys.executable, str(CLI), str(copy), "--tasks", "dice", "--timeout", "300"],
+                              env=dict(os.environ, GRADED_PID=str(pid_file)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and grader.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # the pid is written whole
+    graded = int(pid_file.read_text())
+    grader.send_signal(stop)
+    _, err = grader.communicate(timeout=60)
+    assert grader.returncode == 128 + stop and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("grade.py: stopped by SIGTERM" if stop == signal.SIGTERM else "grade.py: interrupted")
+    with pytest.raises(ProcessLookupError):
+        os.kill(graded, 0)

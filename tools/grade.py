@@ -7,16 +7,19 @@ the instructor's (so one wrong answer costs that task's points only), whatever t
 Prints one row per task (points earned / possible and the reason) and ends with ``score: X / Y``; ``--json``
 writes the same with every case's details. A task's points: see tools/coursework/grading/scoring.py (printed
 above the table). Exit status 0 when the grading ran, whatever the score; 2 for bad input or a report
-that could not be written.
+that could not be written; 128 + the signal after Ctrl-C (130), SIGTERM (143) or SIGHUP (129), the task
+being graded stopped with its whole process group.
 """
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 from minidl.serialization import atomic_output  # noqa: E402
+from minidl.training.loop import STOP_SIGNALS, StopSignal, raise_stop_signal  # noqa: E402
 from tools.coursework.command_line import OneLineParser, show  # noqa: E402
 from tools.coursework.grading.runner import DEFAULT_TIMEOUT, grade  # noqa: E402
 from tools.coursework.grading.scoring import table  # noqa: E402
@@ -81,14 +84,21 @@ def main(argv=None):
     """Grade, write the JSON report (first, so a closed output loses nothing), print the table."""
     arguments = parse(argv)
     show([f"grading {Path(arguments.student_dir).resolve()}"])
+    handlers = {number: signal.signal(number, raise_stop_signal) for number in STOP_SIGNALS}
     try:
         report = grade(arguments.student_dir, task_names(arguments), arguments.timeout)
+    except StopSignal as stop:  # the running worker's group was killed on the way out (runner.run_worker)
+        print(f"grade.py: stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signal_number
     except KeyboardInterrupt:
         print("grade.py: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     except OSError as error:  # no room for a worker's temporary folder, no process to start...
         print(f"grade.py: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     status = 0
     if arguments.json:
         try:
