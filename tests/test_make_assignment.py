@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -390,3 +391,16 @@ def test_a_failed_copy_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         student_copy.make_student_copy(tmp_path / "copy", [])
     assert os.listdir(tmp_path) == []
+
+
+def test_sigterm_while_copying_is_one_line_and_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    def terminated(stage, *arguments):
+        (stage / "half-written").write_text("a file of the copy")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(student_copy, "fill", terminated)
+    with pytest.raises(SystemExit) as stopped:
+        tool.main(["--solved", str(tmp_path / "copy")])
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "make_assignment.py: stopped by SIGTERM\n"
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

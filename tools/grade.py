@@ -12,15 +12,13 @@ being graded stopped with its whole process group.
 """
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 from minidl.serialization import atomic_output  # noqa: E402
-from minidl.training.loop import STOP_SIGNALS, StopSignal, raise_stop_signal  # noqa: E402
-from tools.coursework.command_line import OneLineParser, show  # noqa: E402
+from tools.coursework.command_line import OneLineParser, show, stopped_in_one_line  # noqa: E402
 from tools.coursework.grading.runner import DEFAULT_TIMEOUT, grade  # noqa: E402
 from tools.coursework.grading.scoring import table  # noqa: E402
 from tools.coursework.tasks import TASKS_BY_NAME  # noqa: E402
@@ -84,21 +82,12 @@ def main(argv=None):
     """Grade, write the JSON report (first, so a closed output loses nothing), print the table."""
     arguments = parse(argv)
     show([f"grading {Path(arguments.student_dir).resolve()}"])
-    handlers = {number: signal.signal(number, raise_stop_signal) for number in STOP_SIGNALS}
     try:
-        report = grade(arguments.student_dir, task_names(arguments), arguments.timeout)
-    except StopSignal as stop:  # the running worker's group was killed on the way out (runner.run_worker)
-        print(f"grade.py: stopped by {stop}", file=sys.stderr)
-        return 128 + stop.signal_number
-    except KeyboardInterrupt:
-        print("grade.py: interrupted", file=sys.stderr)
-        return 128 + signal.SIGINT
+        with stopped_in_one_line("grade.py"):  # runner.run_worker kills the running worker's group on the way out
+            report = grade(arguments.student_dir, task_names(arguments), arguments.timeout)
     except OSError as error:  # no room for a worker's temporary folder, no process to start...
         print(f"grade.py: error: {error}", file=sys.stderr)
         return 2
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
     status = 0
     if arguments.json:
         try:

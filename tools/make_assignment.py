@@ -8,7 +8,8 @@
 
 DEST must be a new or empty folder outside the repository. The copy holds no answers and runs the reference
 engine only; students run ``python -m pytest -m TASK`` in it. See tools/coursework/student_copy.py for what it
-leaves out.
+leaves out. Exit status 2 for bad input; 128 + the signal after Ctrl-C, SIGTERM or SIGHUP, with nothing left
+behind.
 """
 import argparse
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
-from tools.coursework.command_line import OneLineParser, show  # noqa: E402
+from tools.coursework.command_line import OneLineParser, show, stopped_in_one_line  # noqa: E402
 from tools.coursework.student_copy import assignment_tasks, make_student_copy, task_listing, task_names  # noqa: E402
 from tools.coursework.tasks import TASKS  # noqa: E402
 
@@ -58,7 +59,8 @@ def main(argv=None):
         parser.error("give DEST, the folder to write the copy into")
     try:
         blanked = chosen_tasks(args)
-        make_student_copy(args.dest, blanked)
+        with stopped_in_one_line(parser.prog):  # a half-made copy is removed on the way out
+            make_student_copy(args.dest, blanked)
     except ValueError as error:
         parser.error(str(error))
     except OSError as error:
