@@ -17,12 +17,14 @@ import pytest
 from minidl.functional.upsample import upsample_bilinear2d_forward
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+from tools.coursework.student_docs import QUOTATION  # noqa: E402
+
 DOCS = REPOSITORY / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 README = REPOSITORY / "README.md"
 DOCUMENTS = PAGES + [README]
 REFERENCE = re.compile(r"([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)")
-QUOTATION = re.compile(r"```python\n# ([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)\n(.*?)```", re.S)
 DERIVATION_PAGES = ("convolution.md", "transposed_convolution.md", "pooling.md", "upsampling.md", "batchnorm.md",
                     "activations.md")
 TIMING = re.compile(r"\d\s*(ms|seconds|GFLOP/s)\b")

@@ -190,7 +190,7 @@ def test_the_copy_leaves_out_the_instructors_files(all_copy):
 def quoted_functions(root):
     """Every "file.py::name" that a page under ``root`` quotes."""
     return [f"{file}::{name}" for page in sorted(root.rglob("*.md"))
-            for file, name in QUOTATION.findall(page.read_text())]
+            for file, name, _ in QUOTATION.findall(page.read_text())]
 
 
 def test_pages_quote_no_blanked_code_and_link_no_left_out_page(all_copy):

@@ -6,8 +6,9 @@ import textwrap
 
 from .tasks import ASSIGNMENTS, TASKS, TASKS_BY_NAME
 
-# the docs' quotation: a ```python block whose first line is ``# file.py::name`` (as tests/test_docs.py reads it)
-QUOTATION = re.compile(r"```python\n# ([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)\n.*?```", re.S)
+# the docs' quotation: a ```python block whose first line is ``# file.py::name``; groups: file, name, quoted code
+# (tests/test_docs.py checks every quotation against its source with this pattern too)
+QUOTATION = re.compile(r"```python\n# ([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)\n(.*?)```", re.S)
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]+)\)")
 WIDTH = 78  # the README's line width
 
