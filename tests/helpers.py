@@ -36,6 +36,16 @@ def copy_weights(torch_module, minidl_module):
     minidl_module.load_state_dict({k: v.detach().cpu().numpy() for k, v in torch_module.state_dict().items()})
 
 
+def relative_difference(actual, expected, floor=0.0):
+    """max |actual - expected| / max(max |expected|, floor), both on the host (0 for empty arrays); shapes must agree."""
+    actual, expected = minidl.backend.to_numpy(actual), minidl.backend.to_numpy(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    if expected.size == 0:
+        return 0.0
+    scale = max(float(numpy.max(numpy.abs(expected))), floor, 1e-300)
+    return float(numpy.max(numpy.abs(actual.astype(numpy.float64) - expected))) / scale
+
+
 def assert_close(actual, expected, rtol, atol=0.0, name="value"):
     """Elementwise closeness with the worst relative difference in the message."""
     actual, expected = numpy.asarray(actual), numpy.asarray(expected)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy
 import pytest
-from helpers import gpu_or_skip, tie_free
+from helpers import gpu_or_skip, relative_difference, tie_free
 
 import minidl
 import minidl.fast.conv
@@ -58,12 +58,6 @@ UPSAMPLE_CASES = [  # keyword arguments of Upsample, input shape
 BATCHNORM_CASES = [(True, True), (True, False), (False, True), (False, False)]  # (training, affine)
 
 
-def relative_error(got, expected):
-    got, expected = backend.to_device(got, "cpu"), backend.to_device(expected, "cpu")
-    assert got.shape == expected.shape and got.dtype == expected.dtype
-    return float(numpy.abs(got - expected).max() / max(numpy.abs(expected).max(), 1e-300)) if got.size else 0.0
-
-
 def run_on(engine_name, module, inputs, dy):
     """Output, input gradient and parameter gradients of one forward and backward on ``engine_name``."""
     with minidl.engine(engine_name):
@@ -81,7 +75,8 @@ def assert_engines_agree(module, inputs, device="cpu"):
         shape = module(*inputs).shape
     dy = backend.to_device(numpy.random.default_rng(7).standard_normal(shape), device)
     reference, fast = run_on("reference", module, inputs, dy), run_on("fast", module, inputs, dy)
-    errors = [relative_error(got, expected) for got, expected in zip(fast, reference)]
+    assert [got.dtype for got in fast] == [expected.dtype for expected in reference]
+    errors = [relative_difference(got, expected) for got, expected in zip(fast, reference)]
     assert max(errors) <= 1e-12, errors
 
 

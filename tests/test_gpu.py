@@ -16,7 +16,7 @@ import pytest
 
 import minidl
 import models
-from helpers import gpu_or_skip, tie_free
+from helpers import gpu_or_skip, relative_difference, tie_free
 from minidl import backend, kernels, losses, metrics, nn, optim
 from minidl.fast import im2col as host_windows
 from minidl.fast import pooling as host_pooling
@@ -34,16 +34,6 @@ def cupy():
 
 def to_gpu(x):
     return backend.to_device(x, "gpu")
-
-
-def relative_difference(gpu_value, cpu_value, floor=0.0):
-    """max |gpu - cpu| / max(max |cpu|, floor) (0 for empty arrays)."""
-    host = backend.to_numpy(gpu_value)
-    assert host.shape == cpu_value.shape, f"shape {host.shape} != {cpu_value.shape}"
-    if cpu_value.size == 0:
-        return 0.0
-    scale = max(float(numpy.max(numpy.abs(cpu_value))), floor, 1e-300)
-    return float(numpy.max(numpy.abs(host.astype(numpy.float64) - cpu_value))) / scale
 
 
 def assert_matches(gpu_value, cpu_value, name, floor=0.0):

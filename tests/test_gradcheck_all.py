@@ -19,10 +19,14 @@ def run(argv, capsys):
     return status, capsys.readouterr().out
 
 
-def row_of(output, layer):
-    """The cells of the layer's first row (a markdown table; a cell's own '|' is escaped as '\\|')."""
-    line = next(line for line in output.splitlines() if line.startswith(f"| {layer} "))
+def cells(line):
+    """The cells of a markdown table row (a cell's own '|' is escaped as '\\|')."""
     return [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+
+
+def row_of(output, layer):
+    """The cells of the layer's first row."""
+    return cells(next(line for line in output.splitlines() if line.startswith(f"| {layer} ")))
 
 
 def test_a_correct_layer_passes_every_available_column(capsys, torch):
@@ -44,8 +48,7 @@ def test_the_engine_option_checks_one_engine_or_both(capsys, monkeypatch, torch)
     status, output = run(["--all", "--only", "Conv2d", "--engine", "fast"], capsys)
     assert status == 1 and "(fast engine)" in output and "(reference engine)" not in output
     status, output = run(["--all", "--only", "Conv2d"], capsys)
-    rows = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in output.splitlines()
-            if line.startswith("| Conv2d ")]
+    rows = [cells(line) for line in output.splitlines() if line.startswith("| Conv2d ")]
     assert status == 1 and {row[2] for row in rows} == {"reference", "fast"}
     assert all(row[-1] == ("FAIL" if row[2] == "fast" else "pass") for row in rows), output
 
@@ -108,5 +111,5 @@ def test_the_gpu_column_runs_against_an_emulated_gpu(tmp_path, torch):
     rows = [line for line in finished.stdout.splitlines() if line.startswith("| MaxPool2d")]
     assert len(rows) == 6  # three cases, on each engine
     for line in rows:
-        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
-        assert float(cells[5]) < 1e-9 and cells[6] == "pass", line
+        row = cells(line)
+        assert float(row[5]) < 1e-9 and row[6] == "pass", line

@@ -2,6 +2,7 @@
 import numpy
 import pytest
 from models.torch_twins import torch_models
+from helpers import assert_close
 
 import minidl
 import models
@@ -205,7 +206,7 @@ def test_whole_model_gradients_match_finite_differences(name):
 
 # ---------------------------------------------------------------- PyTorch parity
 def _assert_matches(actual, expected, name, scale):
-    numpy.testing.assert_allclose(actual, expected.detach().numpy(), rtol=1e-7, atol=1e-10 * scale, err_msg=name)
+    assert_close(actual, expected.detach().numpy(), rtol=1e-7, atol=1e-10 * scale, name=name)
 
 
 @pytest.mark.parametrize("name", sorted(TINY_MODELS))
