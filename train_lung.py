@@ -129,6 +129,8 @@ def saliency_parser():
     parser.add_argument("images", nargs="+", metavar="IMAGES")
     parser.add_argument("--out", required=True, help="folder for <name>_saliency.png")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace saliency maps already in --out (never an input image)")
     return parser
 
 
@@ -354,7 +356,7 @@ def saliency_command(argv):
     args = saliency_parser().parse_args(argv)
     check_output_folder(args.out)
     model, config = load_trained_model(args.checkpoint, args.device)
-    written = saliency_files(model, config, args.images, args.out)
+    written = saliency_files(model, config, args.images, args.out, args.overwrite)
     print(f"wrote {len(written)} saliency map{'s' * (len(written) != 1)} to {args.out}")
     return 0
 
