@@ -338,6 +338,9 @@ def evaluate_command(argv):
     gallery = gallery_path(args)
     if os.path.isdir(gallery):
         raise ConfigError(f"--gallery {gallery} is a folder; give the picture's file name")
+    if os.path.realpath(gallery).startswith(os.path.join(os.path.realpath(args.data), "")):
+        raise ConfigError(f"--gallery {gallery} lies inside --data {args.data}, where it would add a file to the "
+                          "dataset or replace one of its images; write it elsewhere")
     check_output_folder(os.path.dirname(os.path.abspath(gallery)), "--gallery")
     model, config = load_trained_model(args.checkpoint, args.device)
     metrics = evaluate_folder(model, config, args.data, cache_dir_of(args), args.device,
