@@ -129,6 +129,8 @@ def saliency_parser():
     parser.add_argument("images", nargs="+", metavar="IMAGES")
     parser.add_argument("--out", required=True, help="folder for <name>_saliency.png")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace saliency maps already in --out (never an input image)")
     return parser
 
 
@@ -336,6 +338,9 @@ def evaluate_command(argv):
     gallery = gallery_path(args)
     if os.path.isdir(gallery):
         raise ConfigError(f"--gallery {gallery} is a folder; give the picture's file name")
+    if os.path.realpath(gallery).startswith(os.path.join(os.path.realpath(args.data), "")):
+        raise ConfigError(f"--gallery {gallery} lies inside --data {args.data}, where it would add a file to the "
+                          "dataset or replace one of its images; write it elsewhere")
     check_output_folder(os.path.dirname(os.path.abspath(gallery)), "--gallery")
     model, config = load_trained_model(args.checkpoint, args.device)
     metrics = evaluate_folder(model, config, args.data, cache_dir_of(args), args.device,
@@ -354,7 +359,7 @@ def saliency_command(argv):
     args = saliency_parser().parse_args(argv)
     check_output_folder(args.out)
     model, config = load_trained_model(args.checkpoint, args.device)
-    written = saliency_files(model, config, args.images, args.out)
+    written = saliency_files(model, config, args.images, args.out, args.overwrite)
     print(f"wrote {len(written)} saliency map{'s' * (len(written) != 1)} to {args.out}")
     return 0
 

@@ -156,3 +156,19 @@ def test_inspect_with_make_synthetic_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and "--inspect watches training; --make-synthetic only writes a dataset" in err
     assert not os.path.exists(tmp_path / "set")
+
+
+def test_saliency_never_replaces_a_file_unless_told(inspected_run, tmp_path, capsys):
+    image_path = str(tmp_path / "chest.png")
+    Image.fromarray((numpy.random.default_rng(0).random((40, 48)) * 255).astype(numpy.uint8)).save(image_path)
+    out = tmp_path / "maps"
+    out.mkdir()
+    (out / "chest_saliency.png").write_bytes(b"mine")
+    command = ["saliency", "--checkpoint", inspected_run, "--out", str(out), image_path]
+    status = train_lung.main(command)
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert f"--out already holds {out / 'chest_saliency.png'}" in err and "--overwrite" in err
+    assert (out / "chest_saliency.png").read_bytes() == b"mine"
+    assert train_lung.main(command + ["--overwrite"]) == 0
+    assert (out / "chest_saliency.png").read_bytes() != b"mine"

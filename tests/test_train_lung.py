@@ -314,6 +314,13 @@ def test_evaluate_refuses_a_gallery_it_cannot_write_before_any_work(trained_run,
                                "--gallery", str(tmp_path)], capsys)
     assert status == 2
     assert err == f"train_lung.py: error: --gallery {tmp_path} is a folder; give the picture's file name\n"
+    data = tmp_path / "data"
+    (data / "CXR_png").mkdir(parents=True)
+    (data / "CXR_png" / "a.png").write_bytes(b"an image")
+    status, _, err = run_main(["evaluate", "--checkpoint", trained_run, "--data", str(data),
+                               "--gallery", str(data / "CXR_png" / "a.png")], capsys)
+    assert status == 2 and err.count("\n") == 1 and f"lies inside --data {data}" in err
+    assert (data / "CXR_png" / "a.png").read_bytes() == b"an image"
 
 
 def test_training_on_a_folder_uses_the_real_loading_path(tmp_path, capsys):

@@ -33,17 +33,14 @@ its backward is then the twin's backward. The results are equal; only the
 memory traffic differs.
 
 Wide 3x3 stride-1 convs on the CPU run by Winograd F(4x4, 3x3), or F(2x2, 3x3)
-for outputs under 16 pixels a side, instead (``minidl/functional/winograd.py``):
+for outputs under 16 pixels a side, instead (``minidl/fast/winograd.py``):
 the same result with 4x (2.25x) fewer multiplies.
 """
 from ..backend import get_array_module, runs_winograd, samples_per_unfold, unfold_budget
+from ..functional.conv import weight_matrix
 from .im2col import band_padding, col2im, im2col_in_workspace, output_grid, row_bands
 from .winograd import winograd_backward, winograd_forward, winograd_pays
 from .workspace import accumulate_product, workspace
-
-def _weight_matrix(weight):
-    """(A, B, kh, kw) -> (A, B*kh*kw): the GEMM view of a conv weight."""
-    return weight.reshape(weight.shape[0], -1)
 
 
 def sample_chunks(x, sample_bytes):
@@ -94,7 +91,7 @@ def correlate(x, weight, stride, padding, dilation, grid):
     kernel, width = weight.shape[2:], grid[1]
     for chunk, top, stop in pieces(x, x.shape[1], kernel, grid):
         cols = unfolded(x[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, width))
-        xp.matmul(_weight_matrix(weight), cols, out=y[chunk, :, top * width:stop * width])
+        xp.matmul(weight_matrix(weight), cols, out=y[chunk, :, top * width:stop * width])
     return y.reshape(n, out_channels, grid[0], grid[1])
 
 
@@ -109,12 +106,12 @@ def transposed_correlate(x, weight, stride, padding, dilation, output_hw):
     _, out_channels, kh, kw = weight.shape
     flat_x = x.reshape(n, in_channels, h * w)
     if is_pointwise((kh, kw), stride, padding) and tuple(output_hw) == (h, w):
-        return xp.matmul(_weight_matrix(weight).T, flat_x).reshape(n, out_channels, h, w)
+        return xp.matmul(weight_matrix(weight).T, flat_x).reshape(n, out_channels, h, w)
     y = xp.zeros((n, out_channels) + tuple(output_hw), dtype=x.dtype)
     for chunk, top, stop in pieces(x, out_channels, (kh, kw), (h, w)):
         size = chunk.stop - chunk.start
         cols = workspace.take("conv.transposed_correlate", (size, out_channels * kh * kw, (stop - top) * w), x.dtype, x)
-        xp.matmul(_weight_matrix(weight).T, flat_x[chunk, :, top * w:stop * w], out=cols)
+        xp.matmul(weight_matrix(weight).T, flat_x[chunk, :, top * w:stop * w], out=cols)
         col2im(cols.reshape(size, out_channels, kh, kw, stop - top, w), y[chunk].shape, stride,
                band_padding(padding, stride, top), dilation, out=y[chunk])
     return y
@@ -205,7 +202,7 @@ def conv2d_backward(dy, cache):
     # dx = W^T dy: the transposed convolution of dy, back onto x's grid
     dx = transposed_correlate(dy, weight, stride, padding, dilation, x.shape[2:])
     # dW[o, (c, i, j)] = sum_{n, p} dy[n, o, p] * cols(x)[n, (c, i, j), p]
-    dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
+    dweight = xp.zeros(weight_matrix(weight).shape, dtype=weight.dtype)
     kernel, (rows, width) = weight.shape[2:], dy.shape[2:]
     flat_dy = dy.reshape(dy.shape[0], dy.shape[1], rows * width)
     for index, (chunk, top, stop) in enumerate(pieces(x, x.shape[1], kernel, (rows, width))):
@@ -230,12 +227,12 @@ def conv_transpose2d_backward(dy, cache):
     xp = get_array_module(dy)
     n, in_channels, h, w = x.shape
     dx = xp.empty((n, in_channels, h * w), dtype=dy.dtype)
-    dweight = xp.zeros(_weight_matrix(weight).shape, dtype=weight.dtype)
+    dweight = xp.zeros(weight_matrix(weight).shape, dtype=weight.dtype)
     kernel, flat_x = weight.shape[2:], x.reshape(n, in_channels, h * w)
     for index, (chunk, top, stop) in enumerate(pieces(dy, dy.shape[1], kernel, (h, w))):
         cols = unfolded(dy[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, w))
         # dx[n] = W (Cin, Cout*kh*kw) @ cols(dy)[n]: the conv of dy, sampled on x's grid
-        xp.matmul(_weight_matrix(weight), cols, out=dx[chunk, :, top * w:stop * w])
+        xp.matmul(weight_matrix(weight), cols, out=dx[chunk, :, top * w:stop * w])
         # dW[ci, (co, i, j)] = sum_{n, p} x[n, ci, p] * cols(dy)[n, (co, i, j), p]
         add_weight_gradient(dweight, flat_x[chunk, :, top * w:stop * w], cols, first=index == 0)
     # db[co] = sum_{n, p} dy[n, co, p]

@@ -24,7 +24,7 @@ import math
 import numpy
 
 from ..backend import device_kernels, get_array_module
-from ..functional.pooling import overhang, pooled_grid
+from ..functional.pooling import extended, overhang, pooled_grid
 from .im2col import col2im, im2col_in_workspace
 
 
@@ -112,15 +112,6 @@ def _last_nan_indices(windows, corner, offsets):
     return corner + offsets[last_nan]
 
 
-def _extend(x, extra, fill):
-    """x (N, C, H, W) -> (N, C, H + extra[0], W + extra[1]) with ``fill`` below and to the right."""
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    extended = xp.full((n, c, h + extra[0], w + extra[1]), fill, dtype=x.dtype)
-    extended[:, :, :h, :w] = x
-    return extended
-
-
 def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
     """x (N, C, H, W) -> (y (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64), cache.
 
@@ -137,7 +128,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     n, c, h, w = x.shape
     grid = pooled_grid((h, w), kernel, stride, padding, dilation, ceil_mode)
     extra = overhang((h, w), grid, kernel, stride, padding, dilation)
-    padded_x = _extend(x, extra, -numpy.inf) if max(extra) else x
+    padded_x = extended(x, extra, -numpy.inf) if max(extra) else x
     cols = im2col_in_workspace(padded_x, kernel, stride, padding, dilation, pad_value=-numpy.inf, grid=grid)
     windows = cols.reshape(n, c, kernel[0] * kernel[1], grid[0], grid[1])
     y = windows.max(axis=2)

@@ -55,14 +55,21 @@ def window_cells(input_hw, grid, kernel, stride, padding, dilation):
     return cells, inside.reshape(cells.shape)
 
 
+def extended(x, extra, fill):
+    """x (N, C, H, W) -> (N, C, H + extra[0], W + extra[1]), a new array with ``fill`` below and to the right."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    out = xp.full((n, c, h + extra[0], w + extra[1]), fill, dtype=x.dtype)
+    out[:, :, :h, :w] = x
+    return out
+
+
 def pooling_windows(x, grid, kernel, stride, padding, dilation):
     """x (N, C, H, W) -> windows (N, C, kh*kw, Ho*Wo), -inf past the input (also where ceil_mode overhangs)."""
     extra = overhang(x.shape[2:], grid, kernel, stride, padding, dilation)
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    extended = xp.full((n, c, h + extra[0], w + extra[1]), -numpy.inf, dtype=x.dtype)
-    extended[:, :, :h, :w] = x
-    cols = im2col(extended, kernel, stride, padding, dilation, pad_value=-numpy.inf)[..., :grid[0], :grid[1]]
+    n, c = x.shape[:2]
+    cols = im2col(extended(x, extra, -numpy.inf), kernel, stride, padding, dilation,
+                  pad_value=-numpy.inf)[..., :grid[0], :grid[1]]
     return cols.reshape(n, c, kernel[0] * kernel[1], grid[0] * grid[1])
 
 

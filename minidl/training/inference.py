@@ -25,11 +25,14 @@ def load_trained_model(checkpoint_path, device="cpu"):
     return model.to(device).eval(), config
 
 
-def output_stems(paths):
+PREDICT_SUFFIXES = ("_mask.png", "_overlay.png")
+
+
+def output_stems(paths, suffixes=PREDICT_SUFFIXES, command="predict"):
     """{output stem: input path}, a file given twice counted once.
 
-    Two inputs whose file names differ at most in case would write the same outputs on a file system that
-    ignores case (macOS's and Windows' by default): refused.
+    Two inputs whose file names differ at most in case would write the same outputs (``<stem><suffix>``) on a
+    file system that ignores case (macOS's and Windows' by default): refused.
     """
     owners, by_key = {}, {}
     for path in paths:
@@ -38,8 +41,9 @@ def output_stems(paths):
         if other is not None and os.path.abspath(other) == os.path.abspath(path):
             continue
         if other is not None:
-            raise ConfigError(f"IMAGES {other} and {path} would both write {stem}_mask.png and "
-                              f"{stem}_overlay.png; predict them into separate --out folders")
+            raise ConfigError(f"IMAGES {other} and {path} would both write "
+                              f"{' and '.join(stem + suffix for suffix in suffixes)}; run {command} on them with "
+                              "separate --out folders")
         by_key[stem.casefold()] = owners[stem] = path
     return owners
 
@@ -59,17 +63,17 @@ def _identity(path):
     return status.st_dev, status.st_ino
 
 
-def check_outputs(outputs, inputs, overwrite=False):
-    """Refuse, before anything is read or written, an output that is one of the inputs (always: the prediction
+def check_outputs(outputs, inputs, overwrite=False, command="predict"):
+    """Refuse, before anything is read or written, an output that is one of the inputs (always: the output
     would replace its own source) and an existing output (unless ``overwrite``): a ``ConfigError`` naming them."""
     sources = {os.path.realpath(path) for path in inputs} | ({_identity(path) for path in inputs} - {None})
     clobbered = [path for path in outputs if os.path.realpath(path) in sources or _identity(path) in sources]
     if clobbered:
-        raise ConfigError(f"predict would write over its own input{'s' * (len(clobbered) > 1)} "
+        raise ConfigError(f"{command} would write over its own input{'s' * (len(clobbered) > 1)} "
                           f"{listing(clobbered, ', ')}; choose another --out")
     existing = [path for path in outputs if os.path.lexists(path)]
     if existing and not overwrite:
-        raise ConfigError(f"--out already holds {listing(existing, ', ')}; predict never replaces a file unless "
+        raise ConfigError(f"--out already holds {listing(existing, ', ')}; {command} never replaces a file unless "
                           "--overwrite is given (or choose another --out)")
 
 

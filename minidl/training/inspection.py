@@ -14,7 +14,7 @@ from ..data import read_image, resize_image
 from ..grad_mode import no_grad
 from ..inspect import Inspector, input_gradient, layer_table, mean_over_steps
 from .builders import build_loss, loss_target, lung_probability
-from .inference import output_stems
+from .inference import check_outputs, output_stems
 from .inspection_plots import (plot_activations, plot_gradient_flow, plot_saliency, plot_update_ratios,
                                read_layer_stats, write_layer_stats)
 from .loop import Trainer
@@ -81,10 +81,14 @@ def predicted_masks(model, config, images):
     return (to_numpy(lung_probability(logits)) >= 0.5).astype(images.dtype)[:, None]
 
 
-def saliency_files(model, config, paths, out_dir):
+def saliency_files(model, config, paths, out_dir, overwrite=False):
     """Write ``<stem>_saliency.png`` for each image file: d loss / d input at the training size, the loss taken
-    against the model's own thresholded prediction (no true mask is known). Returns the written paths."""
-    stems = output_stems(paths)
+    against the model's own thresholded prediction (no true mask is known). Returns the written paths.
+
+    As ``predict_files``, before anything is read: the output names are checked to be distinct, none of them
+    an input and none an existing file (unless ``overwrite``)."""
+    stems = output_stems(paths, ("_saliency.png",), "saliency")
+    check_outputs([os.path.join(out_dir, f"{stem}_saliency.png") for stem in stems], paths, overwrite, "saliency")
     images = {stem: resize_image(read_image(path), (config.size, config.size)) for stem, path in stems.items()}
     os.makedirs(out_dir, exist_ok=True)
     written = []
