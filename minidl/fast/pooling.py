@@ -63,7 +63,7 @@ def gather_from_planes(planes, indices):
     return xp.take(planes.reshape(-1), flat_plane_indices(indices, plane_size)).reshape(indices.shape)
 
 
-def window_cells(grid, input_hw, kernel, stride, padding, dilation, xp=numpy):
+def window_corners(grid, input_hw, kernel, stride, padding, dilation, xp=numpy):
     """Where each window's cells are, as flat indices h * W + w of the unpadded plane.
 
     Returns ``corner`` (Ho, Wo) int64, the index of every window's cell (0, 0),
@@ -132,7 +132,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     cols = im2col_in_workspace(padded_x, kernel, stride, padding, dilation, pad_value=-numpy.inf, grid=grid)
     windows = cols.reshape(n, c, kernel[0] * kernel[1], grid[0], grid[1])
     y = windows.max(axis=2)
-    corner, offsets = window_cells(grid, (h, w), kernel, stride, padding, dilation, xp)
+    corner, offsets = window_corners(grid, (h, w), kernel, stride, padding, dilation, xp)
     indices = corner + xp.take(offsets, _first_max_cells(windows, y))
     nan_windows = xp.isnan(y)
     if nan_windows.any():
@@ -155,7 +155,7 @@ def route_through_windows(dy, cache):
     indices, input_shape, kernel, stride, padding, dilation = cache
     xp = get_array_module(dy)
     n, c, ho, wo = dy.shape
-    corner, offsets = window_cells((ho, wo), input_shape[2:], kernel, stride, padding, dilation, xp)
+    corner, offsets = window_corners((ho, wo), input_shape[2:], kernel, stride, padding, dilation, xp)
     one_hot = xp.empty((n, c, len(offsets), ho, wo), dtype=dy.dtype)
     for k in range(len(offsets)):
         one_hot[:, :, k] = xp.where(indices == corner + offsets[k], dy, 0)
