@@ -450,7 +450,8 @@ def test_resume_refuses_changed_settings_and_out_refuses_to_overwrite(trained_ru
 def test_corrupt_checkpoint_is_a_one_line_error(tmp_path, capsys):
     bogus = tmp_path / "bogus.npz"
     bogus.write_bytes(b"PK\x03\x04 truncated")
-    status, _, err = run_main(["evaluate", "--checkpoint", str(bogus), "--data", str(tmp_path)], capsys)
+    (tmp_path / "data").mkdir()  # apart from the checkpoint's folder, where the gallery would go
+    status, _, err = run_main(["evaluate", "--checkpoint", str(bogus), "--data", str(tmp_path / "data")], capsys)
     assert status == 2 and "bogus.npz" in err and err.count("\n") == 1
 
 
