@@ -100,6 +100,14 @@ def test_first_of_equal_maxima_wins():
     assert indices.item() == 1
 
 
+def test_first_and_last_true_along_the_window_axis():
+    from minidl.functional.pooling import first_true, last_true
+    # columns p: no True, True at k=1, True at k=1 and k=3, True everywhere
+    mask = numpy.array([[0, 0, 0, 1], [0, 1, 1, 1], [0, 0, 0, 1], [0, 0, 1, 1]], dtype=bool)[None, None]
+    assert first_true(mask).tolist() == [[[3, 1, 1, 0]]]
+    assert last_true(mask).tolist() == [[[-1, 1, 3, 3]]]
+
+
 def test_nan_and_minus_inf_windows_match_torch(torch):
     x = numpy.arange(36, dtype=numpy.float64).reshape(1, 1, 6, 6)
     x[0, 0, 0, :3] = -numpy.inf

@@ -117,27 +117,28 @@ def transposed_correlate(x, weight, stride, padding, dilation, output_hw):
     return y
 
 
-def add_weight_gradient(dweight, left, cols, first):
-    """dweight (A, B*kh*kw) += sum_n left[n] (A, P) @ cols[n]^T (P, B*kh*kw): a piece's share of dW (= if ``first``).
+def add_weight_gradient(dweight_t, left, cols, first):
+    """dweight_t (B*kh*kw, A) += sum_n cols[n] @ left[n]^T: a piece's share of dW^T (= if ``first``).
 
-    A one-sample piece (the CPU) is one GEMM into dW (``accumulate_product``). A piece of several samples
-    (a GPU) is one batched GEMM and a sum over its samples: two launches instead of two a sample. A batched
-    GEMM takes C-contiguous operands, so the one given transposed is copied: the smaller of the two, as
-    left[n] @ cols[n]^T or (cols[n] @ left[n]^T)^T.
+    The reference's dW = sum_n left[n] @ cols[n]^T, accumulated transposed: BLAS runs the long P axis
+    about twice as fast with cols on the left. A one-sample piece (the CPU) is one GEMM into dW^T
+    (``accumulate_product``). A piece of several samples (a GPU) is one batched GEMM and a sum over its
+    samples: two launches instead of two a sample. A batched GEMM takes C-contiguous operands, so the one
+    given transposed is copied: the smaller of the two, as cols[n] @ left[n]^T or (left[n] @ cols[n]^T)^T.
     """
     if left.shape[0] == 1:
-        accumulate_product(dweight, left[0].reshape(left.shape[1], -1), cols[0].T, first, "conv.dweight")
+        accumulate_product(dweight_t, cols[0], left[0].reshape(left.shape[1], -1).T, first, "conv.dweight")
         return
-    xp = get_array_module(dweight)
+    xp = get_array_module(dweight_t)
     left = left.reshape(left.shape[0], left.shape[1], -1)
     if left.shape[1] <= cols.shape[1]:
-        total = xp.matmul(cols, left.transpose(0, 2, 1)).sum(axis=0).T
+        total = xp.matmul(cols, left.transpose(0, 2, 1)).sum(axis=0)
     else:
-        total = xp.matmul(left, cols.transpose(0, 2, 1)).sum(axis=0)
+        total = xp.matmul(left, cols.transpose(0, 2, 1)).sum(axis=0).T
     if first:
-        dweight[...] = total
+        dweight_t[...] = total
     else:
-        dweight += total
+        dweight_t += total
 
 
 def transposed_twin(weight):
@@ -202,15 +203,15 @@ def conv2d_backward(dy, cache):
     # dx = W^T dy: the transposed convolution of dy, back onto x's grid
     dx = transposed_correlate(dy, weight, stride, padding, dilation, x.shape[2:])
     # dW[o, (c, i, j)] = sum_{n, p} dy[n, o, p] * cols(x)[n, (c, i, j), p]
-    dweight = xp.zeros(weight_matrix(weight).shape, dtype=weight.dtype)
+    dweight_t = xp.zeros(weight_matrix(weight).shape[::-1], dtype=weight.dtype)
     kernel, (rows, width) = weight.shape[2:], dy.shape[2:]
     flat_dy = dy.reshape(dy.shape[0], dy.shape[1], rows * width)
     for index, (chunk, top, stop) in enumerate(pieces(x, x.shape[1], kernel, (rows, width))):
         cols = unfolded(x[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, width))
-        add_weight_gradient(dweight, flat_dy[chunk, :, top * width:stop * width], cols, first=index == 0)
+        add_weight_gradient(dweight_t, flat_dy[chunk, :, top * width:stop * width], cols, first=index == 0)
     # db[o] = sum_{n, p} dy[n, o, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, dweight.reshape(weight.shape), dbias
+    return dx, dweight_t.T.reshape(weight.shape), dbias
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_hw):
@@ -227,14 +228,14 @@ def conv_transpose2d_backward(dy, cache):
     xp = get_array_module(dy)
     n, in_channels, h, w = x.shape
     dx = xp.empty((n, in_channels, h * w), dtype=dy.dtype)
-    dweight = xp.zeros(weight_matrix(weight).shape, dtype=weight.dtype)
+    dweight_t = xp.zeros(weight_matrix(weight).shape[::-1], dtype=weight.dtype)
     kernel, flat_x = weight.shape[2:], x.reshape(n, in_channels, h * w)
     for index, (chunk, top, stop) in enumerate(pieces(dy, dy.shape[1], kernel, (h, w))):
         cols = unfolded(dy[chunk], kernel, stride, band_padding(padding, stride, top), dilation, (stop - top, w))
         # dx[n] = W (Cin, Cout*kh*kw) @ cols(dy)[n]: the conv of dy, sampled on x's grid
         xp.matmul(weight_matrix(weight), cols, out=dx[chunk, :, top * w:stop * w])
         # dW[ci, (co, i, j)] = sum_{n, p} x[n, ci, p] * cols(dy)[n, (co, i, j), p]
-        add_weight_gradient(dweight, flat_x[chunk, :, top * w:stop * w], cols, first=index == 0)
+        add_weight_gradient(dweight_t, flat_x[chunk, :, top * w:stop * w], cols, first=index == 0)
     # db[co] = sum_{n, p} dy[n, co, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx.reshape(x.shape), dweight.reshape(weight.shape), dbias
+    return dx.reshape(x.shape), dweight_t.T.reshape(weight.shape), dbias

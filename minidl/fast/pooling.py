@@ -128,7 +128,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     n, c, h, w = x.shape
     grid = pooled_grid((h, w), kernel, stride, padding, dilation, ceil_mode)
     extra = overhang((h, w), grid, kernel, stride, padding, dilation)
-    padded_x = extended(x, extra, -numpy.inf) if max(extra) else x
+    padded_x = extended(x, extra, -numpy.inf)
     cols = im2col_in_workspace(padded_x, kernel, stride, padding, dilation, pad_value=-numpy.inf, grid=grid)
     windows = cols.reshape(n, c, kernel[0] * kernel[1], grid[0], grid[1])
     y = windows.max(axis=2)

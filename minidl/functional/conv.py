@@ -24,9 +24,12 @@ def flat_cols(cols):
 
 
 def weight_gradient(left, cols):
-    """left (N, A, P), cols (N, K, P) -> (A, K): sum_n left[n] @ cols[n]^T."""
+    """left (N, A, P), cols (N, K, P) -> (A, K): sum_n left[n] @ cols[n]^T.
+
+    Computed as its transpose, (sum_n cols[n] @ left[n]^T)^T: the same sums, which BLAS runs faster this way.
+    """
     # BEGIN SOLUTION
-    return get_array_module(left).matmul(left, cols.transpose(0, 2, 1)).sum(axis=0)
+    return get_array_module(left).matmul(cols, left.transpose(0, 2, 1)).sum(axis=0).T
     # END SOLUTION
 
 

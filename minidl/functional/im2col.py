@@ -24,7 +24,9 @@ def tap_slices(kernel_offset, stride, dilation, grid):
 
 
 def padded(x, padding, pad_value=0.0):
-    """x (N, C, H, W) -> (N, C, H + 2ph, W + 2pw), the border filled with ``pad_value``."""
+    """x (N, C, H, W) -> (N, C, H + 2ph, W + 2pw), the border filled with ``pad_value`` (x if no padding)."""
+    if not any(padding):
+        return x
     xp = get_array_module(x)
     n, c, h, w = x.shape
     out = xp.full((n, c, h + 2 * padding[0], w + 2 * padding[1]), pad_value, dtype=x.dtype)

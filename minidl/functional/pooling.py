@@ -56,7 +56,9 @@ def window_cells(input_hw, grid, kernel, stride, padding, dilation):
 
 
 def extended(x, extra, fill):
-    """x (N, C, H, W) -> (N, C, H + extra[0], W + extra[1]), a new array with ``fill`` below and to the right."""
+    """x (N, C, H, W) -> (N, C, H + extra[0], W + extra[1]) with ``fill`` below and to the right (x if no extra)."""
+    if not any(extra):
+        return x
     xp = get_array_module(x)
     n, c, h, w = x.shape
     out = xp.full((n, c, h + extra[0], w + extra[1]), fill, dtype=x.dtype)
@@ -73,20 +75,39 @@ def pooling_windows(x, grid, kernel, stride, padding, dilation):
     return cols.reshape(n, c, kernel[0] * kernel[1], grid[0] * grid[1])
 
 
-def cell_at(cells, k):
-    """cells (K, P), k (N, C, P) ints -> (N, C, P) int64: cells[k[n, c, p], p]."""
-    xp = get_array_module(k)
-    return xp.asarray(cells)[k, xp.arange(cells.shape[1])]
+def cell_at(cells, taps):
+    """cells (K, P), taps (N, C, P) ints -> (N, C, P) int64: cells[taps[n, c, p], p].
+
+    Windows are translates of one another, so cells[k, p] = cells[0, p] + (cells[k, 0] - cells[0, 0]).
+    """
+    xp = get_array_module(taps)
+    return xp.take(xp.asarray(cells[:, 0] - cells[0, 0]), taps) + xp.asarray(cells[0])
+
+
+def first_true(mask):
+    """mask (N, C, K, P) bool -> (N, C, P) int32: the first k with mask[n, c, k, p] (K - 1 where none is).
+
+    mask * (K-1-k) is largest at the first True (NumPy's argmax along a short middle axis is slow).
+    """
+    xp = get_array_module(mask)
+    last = mask.shape[2] - 1
+    return last - (mask * xp.arange(last, -1, -1, dtype=xp.int32).reshape(-1, 1)).max(axis=2)
+
+
+def last_true(mask):
+    """mask (N, C, K, P) bool -> (N, C, P) int32: the last k with mask[n, c, k, p] (-1 where none is)."""
+    xp = get_array_module(mask)
+    return (mask * xp.arange(1, mask.shape[2] + 1, dtype=xp.int32).reshape(-1, 1)).max(axis=2) - 1
 
 
 def pytorch_edge_indices(windows, y, indices, cells, inside):
     """PyTorch's indices where ``max`` alone does not decide: a NaN maximum -> the window's last NaN;
     a window of only -inf -> its first cell inside the input."""
     xp = get_array_module(windows)
-    last_nan = windows.shape[2] - 1 - xp.argmax(xp.isnan(windows[:, :, ::-1]), axis=2)
-    indices = xp.where(xp.isnan(y), cell_at(cells, last_nan), indices)
-    first_inside = xp.argmax(xp.asarray(inside), axis=0)
-    return xp.where(y == -numpy.inf, xp.asarray(cells)[first_inside, xp.arange(cells.shape[1])], indices)
+    last_nan = last_true(xp.isnan(windows))
+    indices = xp.where(last_nan >= 0, cell_at(cells, xp.maximum(last_nan, 0)), indices)
+    first_inside = numpy.argmax(inside, axis=0)
+    return xp.where(y == -numpy.inf, xp.asarray(cells[first_inside, numpy.arange(cells.shape[1])]), indices)
 
 
 def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
@@ -102,7 +123,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     cells, inside = window_cells(x.shape[2:], grid, kernel, stride, padding, dilation)
     # y = the max of each window; indices = the cell of its first maximum in scan order
     y = windows.max(axis=2)
-    indices = cell_at(cells, xp.argmax(windows == y[:, :, None], axis=2))
+    indices = cell_at(cells, first_true(windows == y[:, :, None]))
     indices = pytorch_edge_indices(windows, y, indices, cells, inside)
     output_shape = (n, c) + grid
     return (y.reshape(output_shape), indices.reshape(output_shape)), (indices, x.shape, kernel, stride, padding,
@@ -120,10 +141,11 @@ def max_pool2d_backward(dy, cache):
     # BEGIN SOLUTION
     # dcols[n, c, k, p] = dy[n, c, p] * [cell k of window p is its maximum]; dx = col2im(dcols)
     one_hot = xp.asarray(cells)[None, None] == indices[:, :, None]
-    dcols = xp.where(one_hot, dy.reshape(n, c, 1, cells.shape[1]), 0).astype(dy.dtype)
+    dcols = xp.where(one_hot, dy.reshape(n, c, 1, cells.shape[1]), 0)
     extra = overhang((h, w), grid, kernel, stride, padding, dilation)
     dcols = dcols.reshape((n, c) + tuple(kernel) + tuple(grid))
-    return col2im(dcols, (n, c, h + extra[0], w + extra[1]), stride, padding, dilation)[:, :, :h, :w].copy()
+    dx = col2im(dcols, (n, c, h + extra[0], w + extra[1]), stride, padding, dilation)[:, :, :h, :w]
+    return xp.ascontiguousarray(dx)
     # END SOLUTION
 
 
