@@ -1,10 +1,11 @@
-"""``python -m bench [--quick] [names...]``: run every benchmark script in ``bench/`` (or the named ones)."""
+"""``python -m bench [--quick] [--engine reference|fast] [names...]``: run every benchmark script in ``bench/``
+(or the named ones)."""
 import argparse
 import importlib
 import os
 import sys
 
-from bench.common import machine_summary, markdown_table, steady_allocator
+from bench.common import add_engine_option, machine_summary, markdown_table, steady_allocator, use_engine
 from minidl.backend import gpu_available
 
 HELPERS = {"__init__", "__main__", "common", "profile_step", "inspect_overhead"}  # these time minidl alone: run by name
@@ -21,7 +22,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"scripts to run (default: all of {available})")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
+    add_engine_option(parser)
     options = parser.parse_args(argv)
+    use_engine(options.engine)
     unknown = sorted(set(options.names) - set(available))
     if unknown:
         parser.error(f"no benchmark script named {unknown}; available: {available}")

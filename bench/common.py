@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from minidl import get_engine, set_engine
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -206,7 +208,21 @@ def machine_summary(allocator=None):
     blas = f"OpenBLAS kernels {core}" if core else "BLAS kernels unknown"
     allocator_text = f", {allocator}" if allocator else ""
     return (f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__} ({blas}), "
-            f"{torch_text}{allocator_text}")
+            f"{torch_text}, minidl engine {get_engine()}{allocator_text}")
+
+
+def add_engine_option(parser):
+    """``--engine reference|fast`` on a benchmark's command line (default: MINIDL_ENGINE, else fast)."""
+    from minidl.engines import ENGINES
+    parser.add_argument("--engine", choices=ENGINES,
+                        help="the minidl engine to time (default: MINIDL_ENGINE, else fast)")
+
+
+def use_engine(name):
+    """Time minidl on engine ``name`` (None: leave it as it is), here and in the memory subprocesses."""
+    if name is not None:
+        os.environ["MINIDL_ENGINE"] = name
+        set_engine(name)
 
 
 def script_main(name, run, description, argv=None):
@@ -214,6 +230,8 @@ def script_main(name, run, description, argv=None):
     import argparse
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
+    add_engine_option(parser)
     options = parser.parse_args(argv)
+    use_engine(options.engine)
     print(machine_summary(steady_allocator()) + "\n")
     print(markdown_table(run(quick=options.quick)))

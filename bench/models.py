@@ -2,24 +2,31 @@
 
     python -m bench.models           # SegNetSmall N=8 1x128x192 and FCN(num_classes=1) N=2 3x224x224
     python -m bench.models --quick   # tiny sizes: a smoke test of the script
+    python -m bench.models --engine reference   # the plain ops the docs derive, against the same PyTorch
 
 float32 on the CPU, the same loss (BCE-with-logits mean + soft Dice, smooth 1) and SGD (lr 0.01) on both
-sides; the PyTorch networks are the tests' equivalents (``tests/torch_models.py``). All minidl timings
-are taken first, then all PyTorch timings; ``ratio`` is minidl's median step time over PyTorch's (lower
-is better). ``GFLOP`` counts the work a step's convolutions need (forward, input and weight gradients,
-as direct convolution: 2 x multiply-adds, also for the layers Winograd runs with fewer; not the first
-layer's input gradient, which minidl's ``model.backward`` also returns), so GFLOP/s is the rate both
-sides sustain on the step's main work. Memory: one step in a fresh process per side, its
+sides; the PyTorch networks are the tests' equivalents (``tests/torch_models.py``). The two sides are
+timed in alternating rounds (``bench/common.py::interleaved_ms``): a round is one untimed and two timed
+steps of minidl, then the same of PyTorch, so the machine's drift over a minute falls on both sides and
+the untimed step lets the other library's threads settle. ``minidl ms`` and ``torch ms`` are the medians
+of the rounds' means, ``ratio`` the median of the rounds' own ratios (lower is better). ``GFLOP``
+counts the work a step's convolutions need (forward, input and weight gradients, as direct convolution:
+2 x multiply-adds, also for the layers Winograd runs with fewer; not the first layer's input gradient,
+which minidl's ``model.backward`` also returns), so GFLOP/s is the rate both sides sustain on the step's
+main work. Memory: one step in a fresh process per side, its
 peak RSS and how far the step raised it above the resident size before it.
 """
 
+import statistics
+
 import numpy
 
-from bench.common import gflops, import_torch, median_ms, peak_rss_mib, script_main
+from bench.common import gflops, import_torch, interleaved_ms, median_ms, median_ratio, peak_rss_mib, script_main
 
 CASES = [("SegNetSmall", [8, 1, 128, 192]), ("FCN", [2, 3, 224, 224])]
 QUICK_CASES = [("SegNetSmall", [2, 1, 32, 32]), ("FCN", [1, 3, 32, 32])]
 LEARNING_RATE = 0.01
+ROUNDS = {"SegNetSmall": 5, "FCN": 3}
 
 
 def _batch(shape):
@@ -103,25 +110,29 @@ def torch_step(model_name, shape):
     return step
 
 
+def step_times(name, shape, torch, quick=False):
+    """(minidl ms, torch ms, ratio) of one case: interleaved rounds, or minidl alone (NaN) without PyTorch."""
+    ours = minidl_step(name, shape)
+    if not torch:
+        return median_ms(ours, warmup=1, repeats=5, quick=quick), float("nan"), float("nan")
+    mine, theirs = interleaved_ms([ours, torch_step(name, shape)], rounds=ROUNDS[name], calls=[2, 2], quick=quick)
+    return statistics.median(mine), statistics.median(theirs), median_ratio(mine, theirs)
+
+
 def run(quick=False):
     """Rows: model, input, the step's conv GFLOP, median step ms and GFLOP/s on each side, their ratio, and
     each side's peak / step MiB."""
-    cases = QUICK_CASES if quick else CASES
-    repeats = {"SegNetSmall": 5, "FCN": 3}
-    ours = [median_ms(minidl_step(name, shape), warmup=1, repeats=repeats[name], quick=quick)
-            for name, shape in cases]
     torch = import_torch()
-    theirs = [median_ms(torch_step(name, shape), warmup=1, repeats=repeats[name], quick=quick)
-              if torch else float("nan") for name, shape in cases]
     rows = []
-    for (name, shape), minidl_ms, torch_ms in zip(cases, ours, theirs):
+    for name, shape in QUICK_CASES if quick else CASES:
+        minidl_ms, torch_ms, ratio = step_times(name, shape, torch, quick)
         minidl_peak, minidl_step_mib = peak_rss_mib("bench.models:minidl_step", name, shape)
         torch_peak, torch_step_mib = (peak_rss_mib("bench.models:torch_step", name, shape) if torch
                                       else (float("nan"), float("nan")))
         flop = step_conv_flop(name, shape)
         rows.append({"model": name, "input": "x".join(map(str, shape)), "GFLOP": flop / 1e9, "minidl ms": minidl_ms,
                      "torch ms": torch_ms, "minidl GFLOP/s": gflops(flop, minidl_ms),
-                     "torch GFLOP/s": gflops(flop, torch_ms), "ratio": minidl_ms / torch_ms,
+                     "torch GFLOP/s": gflops(flop, torch_ms), "ratio": ratio,
                      "minidl peak MiB": minidl_peak, "torch peak MiB": torch_peak,
                      "minidl step MiB": minidl_step_mib, "torch step MiB": torch_step_mib})
     return rows

@@ -112,7 +112,6 @@ def test_the_harness_times_with_freed_memory_kept_and_says_so():
     import subprocess
     import sys
 
-
     from bench.common import REPOSITORY, machine_summary
     assert machine_summary("glibc keeps freed memory").endswith(", glibc keeps freed memory")
     program = ("import resource, numpy\n"
@@ -132,6 +131,28 @@ def test_the_harness_times_with_freed_memory_kept_and_says_so():
         assert words == "allocator defaults", result.stdout
         pytest.skip("not glibc: the allocator cannot be told to keep freed memory")
     assert words == "glibc keeps freed memory" and int(faults) < 200, result.stdout
+
+
+def test_engine_option_times_the_named_engine_here_and_in_memory_subprocesses(monkeypatch):
+    import os
+
+    import minidl
+    from bench.common import machine_summary, use_engine
+    monkeypatch.setenv("MINIDL_ENGINE", "fast")
+    with minidl.engine("fast"):
+        use_engine(None)
+        assert minidl.get_engine() == "fast" and ", minidl engine fast" in machine_summary()
+        use_engine("reference")
+        assert minidl.get_engine() == "reference" and os.environ["MINIDL_ENGINE"] == "reference"
+        assert ", minidl engine reference" in machine_summary()
+
+
+def test_the_model_script_times_both_sides_in_rounds_and_takes_the_rounds_ratio(torch):
+    import math
+
+    from bench.models import step_times
+    minidl_ms, torch_ms, ratio = step_times("SegNetSmall", [1, 1, 16, 16], torch, quick=True)
+    assert minidl_ms > 0 and torch_ms > 0 and math.isfinite(ratio) and ratio > 0
 
 
 def test_the_layer_script_times_every_case_on_both_sides(torch):
