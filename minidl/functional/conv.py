@@ -41,14 +41,18 @@ def add_bias(y, bias):
 
 
 def transposed_correlate(x, weight, stride, padding, dilation, output_hw):
-    """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> y (N, Cout, *output_hw)."""
+    """Transposed conv without bias: x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> y (N, Cout, *output_hw).
+
+    ``tensordot`` contracts W^T's Cin axis with x's for every sample in one product, cols laid out
+    (Cout*kh*kw, N, H*W); the transpose views it as (N, Cout, kh, kw, H, W) without copying.
+    """
     n, _, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
     # BEGIN SOLUTION
     # cols[n] = W^T (Cout*kh*kw, Cin) @ x[n] (Cin, H*W), then y = col2im(cols)
-    cols = get_array_module(x).matmul(weight_matrix(weight).T, x.reshape(n, x.shape[1], h * w))
-    return col2im(cols.reshape(n, out_channels, kh, kw, h, w), (n, out_channels) + tuple(output_hw), stride,
-                  padding, dilation)
+    cols = get_array_module(x).tensordot(weight_matrix(weight).T, x.reshape(n, x.shape[1], h * w), axes=(1, 1))
+    cols = cols.transpose(1, 0, 2).reshape(n, out_channels, kh, kw, h, w)
+    return col2im(cols, (n, out_channels) + tuple(output_hw), stride, padding, dilation)
     # END SOLUTION
 
 

@@ -77,7 +77,7 @@ UFUNC_NAMES = OPERATOR_UFUNC_NAMES + ("maximum", "minimum", "exp", "log", "log1p
                                      "rint", "cos", "sin")
 FUNCTION_NAMES = ("empty", "zeros", "ones", "full", "arange", "empty_like", "zeros_like", "where", "sum", "mean",
                   "max", "min", "argmax", "take", "take_along_axis", "broadcast_to", "matmul", "stack", "concatenate",
-                  "clip", "cumsum", "pad")
+                  "clip", "cumsum", "pad", "tensordot")
 COMPARISONS = ("greater", "greater_equal", "less", "less_equal", "equal", "not_equal")
 PYTHON_SCALARS = (int, float, bool, complex)
 
