@@ -18,8 +18,8 @@ from PIL import Image
 import minidl
 from minidl.training import CheckpointError, read_checkpoint
 from minidl.training.lock import folder_lock
-from test_train_lung import (ROOT, SCRIPT, TINY, history_of, long_run_with_a_checkpoint, run_main, temporary_files,
-                             train_lung)
+from cli_helpers import (ROOT, SCRIPT, TINY, history_of, long_run_with_a_checkpoint, run_main, temporary_files,
+                         train_lung)
 
 
 def one_line_error(status, err, expected_status=2):

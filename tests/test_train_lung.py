@@ -1,15 +1,12 @@
 """train_lung.py end to end on tiny runs: outputs, resume to identical weights, Ctrl-C, NaN, predict,
 evaluate, every model, and every kind of bad input (one-line error, exit status 2)."""
-import csv
 import json
-import importlib.util
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy
 import pytest
@@ -23,38 +20,15 @@ from minidl.training import MODEL_STRIDES, TrainConfig, dice_and_iou, load_train
 from minidl.training import inference
 from minidl.training import loop as loop_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "train_lung.py")
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)  # the models package lives at the repository root
-_spec = importlib.util.spec_from_file_location("train_lung", SCRIPT)
-train_lung = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_lung)
+from cli_helpers import (ROOT, SCRIPT, TINY, history_of, long_run_with_a_checkpoint, run_main,
+                         temporary_files, train_lung)
 
-TINY = ["--size", "32", "--synthetic-count", "14", "--init-features", "4", "--batch-size", "4", "--quiet",
-        "--no-cache"]
 OUTPUTS = ("best.npz", "last.npz", "history.csv", "curves.png", "predictions.png")
-
-
-def run_main(argv, capsys):
-    """(exit status, stdout, stderr) of train_lung.main(argv)."""
-    status = train_lung.main(argv)
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def history_of(run_dir):
-    with open(os.path.join(run_dir, "history.csv")) as stream:
-        return list(csv.DictReader(stream))
 
 
 def saved_state(path, prefixes=("model.", "optim.")):
     state = minidl.load(path)
     return {key: value for key, value in state.items() if key.startswith(prefixes)}
-
-
-def temporary_files(folder):
-    return [name for name in os.listdir(folder) if name.startswith(".tmp")]
 
 
 def assert_same_state(first, second):
@@ -149,16 +123,6 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_to_the_same_weights(tmp_path, capsys
     assert run_main(["--resume", os.path.join(interrupted, "last.npz"), "--quiet"], capsys)[0] == 0
     assert_same_state(saved_state(os.path.join(straight, "last.npz")),
                       saved_state(os.path.join(interrupted, "last.npz")))
-
-
-def long_run_with_a_checkpoint(run_dir):
-    """A 200-epoch tiny training in a subprocess, returned once its first last.npz exists (or it ended)."""
-    process = subprocess.Popen([sys.executable, SCRIPT, *TINY, "--epochs", "200", "--out", run_dir], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not os.path.exists(os.path.join(run_dir, "last.npz")) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    return process
 
 
 def test_sigint_to_the_process_exits_130_with_a_checkpoint(tmp_path):
