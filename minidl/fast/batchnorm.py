@@ -3,13 +3,8 @@
 Speeds up: fewer passes over memory and no full-size temporaries (about 2x forward on 2 cores, see
 docs/fast_engines.md). Equal to the reference: the same per-channel formulas, evaluated block by block.
 
-Per channel c, with M = N*H*W values:
-    mean_c = sum(x) / M,   var_c = sum((x - mean_c)^2) / M     (two passes, biased)
-    xhat = (x - mean_c) / sqrt(var_c + eps),   y = weight_c * xhat + bias_c
-Training normalises with the batch's statistics and moves the running ones
-towards them (the running variance uses the unbiased var_c * M / (M - 1)),
-as PyTorch; evaluation normalises with the running statistics. Statistics are
-computed in the input's dtype.
+The formulas (batch statistics, the running ones' update, evaluation mode) are the reference's
+(docs/batchnorm.md). Statistics are computed in the input's dtype.
 
 x - mean is never stored whole: on the CPU each pass makes it a few channels
 at a time, all samples (``centered_blocks``, about 1 MiB, so it stays in

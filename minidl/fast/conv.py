@@ -6,15 +6,8 @@ reference because every route computes the same linear map (the twin is the conv
 Winograd an exact interpolation identity, bands and chunks split the same sums); tests/test_engines.py checks
 forward and gradients to 1e-12 in float64. Same signatures; the cache is this module's own.
 
-Convolution and transposed convolution, each the other's adjoint.
-
-Convolution (cross-correlation, as PyTorch) by im2col:
-    cols = im2col(x)                      (N, C*kh*kw, Ho*Wo)
-    y[n] = W (O, C*kh*kw) @ cols[n]       (N, O, Ho*Wo) -> (N, O, Ho, Wo)
-Transposed convolution is the adjoint map, by col2im:
-    cols[n] = W^T (Cout*kh*kw, Cin) @ x[n]   then   y = col2im(cols)
-So conv's input gradient is a transposed conv of dy, and a transposed conv's
-input gradient is a conv of dy, with the same weight and geometry.
+The math (im2col and a GEMM; the transposed conv as the adjoint, by col2im) is the reference's,
+``minidl/functional/conv.py``, derived in docs/convolution.md and docs/transposed_convolution.md.
 
 On the CPU the unfolding goes one sample at a time and, where a sample's
 columns would pass ``backend.unfold_budget`` (16 MiB), in bands of rows of the window

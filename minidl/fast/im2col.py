@@ -4,16 +4,9 @@ Speeds up: no padded copy of x, unfolding into a workspace buffer (``im2col_in_w
 (a negative padding), and the CUDA kernels of ``minidl.kernels`` on a GPU. Equal to the reference: each
 copies (or adds) the same entries, only the destination and the order of the loops differ.
 
-``im2col`` copies every (kh, kw) window of a padded input into a column
-buffer, so a convolution becomes one matrix product and a max-pool one
-``argmax``. ``col2im`` is its adjoint: it adds every column back onto the
-window it came from, summing where windows overlap. On the CPU each is a
-loop over the kh*kw kernel offsets, one strided-slice copy (or ``+=``) per
-offset; device arrays go to the CUDA kernels in ``minidl.kernels``.
-
-Shapes, for input (N, C, H, W), kernel (kh, kw) and output grid (Ho, Wo):
-    cols: (N, C, kh, kw, Ho, Wo)
-Window (ho, wo) at offset (i, j) reads padded pixel (ho*sh + i*dh, wo*sw + j*dw).
+The shapes and the window rule are the reference's. On the CPU each is a loop over the kh*kw kernel
+offsets, one strided-slice copy (or ``+=``) per offset, reading x through clipped slices where the
+reference reads a padded copy; device arrays go to the CUDA kernels in ``minidl.kernels``.
 """
 
 import numpy

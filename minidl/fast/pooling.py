@@ -4,20 +4,9 @@ Speeds up: windows unfolded into a reused buffer, the first maximum found by cou
 the backward where windows cannot overlap, and one CUDA kernel per op on a GPU. Equal to the reference: the
 same winners under the same PyTorch rules, the same routing of each gradient.
 
-Max-pooling reads every window with im2col, the border padded with -inf so a
-padded cell never wins, and keeps per window the maximum and the flat
-position of its first maximum in scan order (row by row inside the window):
-    y[n, c, ho, wo]       = max_{i, j} cols[n, c, i, j, ho, wo]
-    indices[n, c, ho, wo] = h * W + w of that maximum in the unpadded (H, W) plane
-Max-unpooling scatters x into zero planes at those indices. Each backward is
-the other direction: pooling's scatters dy to the indices (col2im of one-hot
-columns where windows overlap), unpooling's gathers dy at them.
-
-Indices are int64 and shaped like the pooled output, exactly as PyTorch.
-A window whose maximum is NaN points at its last NaN, and a window holding
-only -inf at its first cell inside the input: PyTorch's choices.
-On the GPU these run as the CUDA kernels of ``minidl.kernels``: pooling one
-thread per output, unpooling a scatter, each backward a gather.
+The math, the index format and PyTorch's edge rules are the reference's (docs/pooling.md). On the GPU
+these run as the CUDA kernels of ``minidl.kernels``: pooling one thread per output, unpooling a scatter,
+each backward a gather.
 """
 import math
 

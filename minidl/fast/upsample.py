@@ -4,25 +4,10 @@ Speeds up: banded products (16 rows at a time over the columns they touch), the 
 orders, a broadcast and a reshape-sum for integer nearest factors, matrices cached (on the device too).
 Equal to the reference: the same matrices (built by the reference), the zeros skipped.
 
-Both modes are separable: with A_h (Ho, H) and A_w (Wo, W) interpolation
-matrices, every plane is resized as
-    y = A_h @ x @ A_w^T        and its adjoint        dx = A_h^T @ dy @ A_w
-For bilinear, row o of A holds the two weights (1 - lambda, lambda) at the
-source cells i0 and i1; for nearest it holds a single 1 at the source cell
-(so nearest's forward is a plain gather and only its backward, which must
-sum the repeated sources, uses the 0/1 matrices or, for an integer scale,
-a reshape and sum). The matrices are banded: each product runs block by
-block of 16 output rows over just the input span those rows touch, so its
-cost grows with the output size, not with output size times input size.
-
-Source positions along an axis of input size n and output size m, as PyTorch
-computes them (in float32 for nearest; in the input's dtype for bilinear):
-    s = 1 / scale_factor when a scale factor was given, else n / m
-    nearest:                 src = min(floor(dst * s), n - 1)   (dst // 2 when m = 2n)
-    bilinear, align_corners: src = dst * (n - 1) / (m - 1)
-    bilinear, otherwise:     src = max(s * (dst + 0.5) - 0.5, 0)
-    i0 = min(floor(src), n - 1),  i1 = min(i0 + 1, n - 1),  lambda = clip(src - i0, 0, 1)
-An axis whose size does not change is copied.
+The matrices and PyTorch's source positions are the reference's (docs/upsampling.md). They are banded:
+each product runs block by block of 16 output rows over just the input span those rows touch, so its cost
+grows with the output size, not with output size times input size. Nearest's backward with an integer
+scale is a reshape and a sum; an axis whose size does not change is copied.
 """
 import functools
 
