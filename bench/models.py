@@ -114,7 +114,7 @@ def step_times(name, shape, torch, quick=False):
     """(minidl ms, torch ms, ratio) of one case: interleaved rounds, or minidl alone (NaN) without PyTorch."""
     ours = minidl_step(name, shape)
     if not torch:
-        return median_ms(ours, warmup=1, repeats=5, quick=quick), float("nan"), float("nan")
+        return median_ms(ours, warmup=1, repeats=2 * ROUNDS[name], quick=quick), float("nan"), float("nan")
     mine, theirs = interleaved_ms([ours, torch_step(name, shape)], rounds=ROUNDS[name], calls=[2, 2], quick=quick)
     return statistics.median(mine), statistics.median(theirs), median_ratio(mine, theirs)
 

@@ -189,6 +189,11 @@ def test_no_grad_keeps_nothing(rng):
     (lambda: minidl.nn.MaxPool2d(3), numpy.zeros((1, 1, 2, 5)), ValueError,
      r"\(1, 1, 2, 5\) is smaller than the window"),
     (lambda: minidl.nn.MaxPool2d(3, padding=1, dilation=3), numpy.zeros((1, 1, 4, 4)), ValueError, "smaller"),
+    # rows -1 and 1 of a one-row input: the window lies wholly in the padding
+    (lambda: minidl.nn.MaxPool2d((2, 1), 1, (1, 0), dilation=(2, 1)), numpy.zeros((1, 1, 1, 2)), ValueError,
+     r"window 0 reads no input row of input shape \(1, 1, 1, 2\) \(its rows -1, 1"),
+    (lambda: minidl.nn.MaxPool2d((1, 2), 1, (0, 1), dilation=(1, 2)), numpy.zeros((1, 1, 2, 1)), ValueError,
+     "window 0 reads no input column"),
 ])
 def test_max_pool_rejects_bad_input(make_layer, x, error, message):
     with pytest.raises(error, match=message):

@@ -204,7 +204,7 @@ def conv2d_backward(dy, cache):
         add_weight_gradient(dweight_t, flat_dy[chunk, :, top * width:stop * width], cols, first=index == 0)
     # db[o] = sum_{n, p} dy[n, o, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, dweight_t.T.reshape(weight.shape), dbias
+    return dx, xp.ascontiguousarray(dweight_t.T).reshape(weight.shape), dbias
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, dilation, output_hw):
@@ -231,4 +231,4 @@ def conv_transpose2d_backward(dy, cache):
         add_weight_gradient(dweight_t, flat_x[chunk, :, top * w:stop * w], cols, first=index == 0)
     # db[co] = sum_{n, p} dy[n, co, p]
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx.reshape(x.shape), dweight_t.T.reshape(weight.shape), dbias
+    return dx.reshape(x.shape), xp.ascontiguousarray(dweight_t.T).reshape(weight.shape), dbias

@@ -115,7 +115,6 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
 
     ``kernel``, ``stride``, ``padding`` and ``dilation`` are pairs; the grid is ``pooled_grid`` (PyTorch's).
     """
-    xp = get_array_module(x)
     n, c = x.shape[:2]
     grid = pooled_grid(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
     # BEGIN SOLUTION

@@ -51,10 +51,24 @@ class MaxPool2d(Module):
         if min(grid) < 1:
             raise ValueError(f"MaxPool2d: input of shape {checks.shape_text(x)} is smaller than the window "
                              f"{self.kernel_size} with dilation {self.dilation} after padding {self.padding}")
+        self._check_every_window_reads_the_input(x, grid)
         (y, indices), cache = op("pooling", "max_pool2d_forward")(x, self.kernel_size, self.stride, self.padding,
                                                                   self.dilation, self.ceil_mode)
         self.keep((get_engine(), cache), y)
         return (y, indices) if self.return_indices else y
+
+    def _check_every_window_reads_the_input(self, x, grid):
+        """A dilated window can fall wholly in the padding (taps on both sides of a short input): it would have
+        no maximum to point at (PyTorch returns an index outside the plane there), so it is refused."""
+        for axis, name in enumerate(("row", "column")):
+            size, kernel, dilation = x.shape[2 + axis], self.kernel_size[axis], self.dilation[axis]
+            for window in range(grid[axis]):
+                start = window * self.stride[axis] - self.padding[axis]
+                if not any(0 <= start + tap * dilation < size for tap in range(kernel)):
+                    raise ValueError(
+                        f"MaxPool2d: window {window} reads no input {name} of input shape {checks.shape_text(x)} "
+                        f"(its {name}s {start}, {start + dilation}, ... with kernel_size {self.kernel_size}, "
+                        f"dilation {self.dilation}, padding {self.padding}): use less padding or dilation")
 
     def backward(self, dy):
         """dy (N, C, Ho, Wo) -> dx (N, C, H, W); the indices get no gradient."""
