@@ -4,6 +4,7 @@
     python -m bench.profile_step FCN 2x3x224x224
     python -m bench.profile_step SegNetSmall 2x1x512x512 --steps 4
     python -m bench.profile_step SegNetSmall 32x1x256x256 --device gpu
+    python -m bench.profile_step --engine reference       # the plain ops the docs derive
 
 The same step as ``bench.models`` (forward, BCE+Dice, backward, SGD). Each leaf module's
 ``forward`` and ``backward`` are timed by a pre-hook and a hook on it; the rows are ms per step,
@@ -16,7 +17,7 @@ import argparse
 import collections
 import time
 
-from bench.common import machine_summary, markdown_table, steady_allocator
+from bench.common import add_engine_option, machine_summary, markdown_table, steady_allocator, use_engine
 from bench.models import build_model, minidl_step
 
 
@@ -83,7 +84,9 @@ def main(argv=None):
     parser.add_argument("shape", nargs="?", default=None, help="NxCxHxW (default: bench.models' case)")
     parser.add_argument("--steps", type=int, default=6, help="timed steps (default 6, after 2 untimed)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    add_engine_option(parser)
     options = parser.parse_args(argv)
+    use_engine(options.engine)
     text = options.shape or {"SegNetSmall": "8x1x128x192", "FCN": "2x3x224x224"}[options.model]
     sizes = text.split("x")
     if len(sizes) != 4 or not all(size.isdigit() and int(size) > 0 for size in sizes):
