@@ -233,7 +233,7 @@ def run(quick=False, repeats=None, warmup=None, tf32=False):
             rows.append(_conv_row(name, layer_name, layer, input_shape, torch, minidl_clock, torch_clock,
                                   repeats, warmup))
         model.to("cpu")
-        del x, target, optimizer
+        x = target = optimizer = None  # the case's device arrays, freed before the next case
         cupy.get_default_memory_pool().free_all_blocks()
     for row in rows:
         row.setdefault("torch_ms", None)
