@@ -42,13 +42,15 @@ def overhang(input_hw, grid, kernel, stride, padding, dilation):
                      - (input_hw[a] + 2 * padding[a])) for a in range(2))
 
 
+def window_taps(grid, kernel, stride, padding, dilation):
+    """(kernel, grid) host int64 array along one axis: tap i of window o reads position o*s - p + i*d."""
+    return numpy.arange(kernel)[:, None] * dilation + numpy.arange(grid)[None, :] * stride - padding
+
+
 def window_cells(input_hw, grid, kernel, stride, padding, dilation):
     """(cells, inside), both (kh*kw, Ho*Wo) host arrays: each window cell's flat index h * W + w in the
     unpadded plane (int64), and whether the cell lies inside it (bool), cells in scan order."""
-    per_axis = []
-    for a in range(2):
-        taps = numpy.arange(kernel[a])[:, None] * dilation[a] + numpy.arange(grid[a])[None, :] * stride[a]
-        per_axis.append(taps - padding[a])
+    per_axis = [window_taps(grid[a], kernel[a], stride[a], padding[a], dilation[a]) for a in range(2)]
     rows, columns = per_axis[0][:, None, :, None], per_axis[1][None, :, None, :]
     cells = (rows * input_hw[1] + columns).reshape(kernel[0] * kernel[1], grid[0] * grid[1])
     inside = ((rows >= 0) & (rows < input_hw[0]) & (columns >= 0) & (columns < input_hw[1]))

@@ -1,10 +1,12 @@
 """``MaxPool2d`` and ``MaxUnpool2d``: thin shells over the engine's ``pooling`` ops (``minidl.functional.pooling``)."""
 import numbers
 
+import numpy
+
 from ..backend import check_same_device, check_values, get_array_module
 from ..functional import checks
 from ..engines import get_engine, op
-from ..functional.pooling import pooled_grid
+from ..functional.pooling import pooled_grid, window_taps
 from ..functional.windows import pair
 from .module import Module
 
@@ -61,14 +63,15 @@ class MaxPool2d(Module):
         """A dilated window can fall wholly in the padding (taps on both sides of a short input): it would have
         no maximum to point at (PyTorch returns an index outside the plane there), so it is refused."""
         for axis, name in enumerate(("row", "column")):
-            size, kernel, dilation = x.shape[2 + axis], self.kernel_size[axis], self.dilation[axis]
-            for window in range(grid[axis]):
-                start = window * self.stride[axis] - self.padding[axis]
-                if not any(0 <= start + tap * dilation < size for tap in range(kernel)):
-                    raise ValueError(
-                        f"MaxPool2d: window {window} reads no input {name} of input shape {checks.shape_text(x)} "
-                        f"(its {name}s {start}, {start + dilation}, ... with kernel_size {self.kernel_size}, "
-                        f"dilation {self.dilation}, padding {self.padding}): use less padding or dilation")
+            taps = window_taps(grid[axis], self.kernel_size[axis], self.stride[axis], self.padding[axis],
+                               self.dilation[axis])
+            reads_input = ((taps >= 0) & (taps < x.shape[2 + axis])).any(axis=0)
+            if not reads_input.all():
+                window = int(numpy.argmin(reads_input))
+                raise ValueError(
+                    f"MaxPool2d: window {window} reads no input {name} of input shape {checks.shape_text(x)} "
+                    f"(its {name}s {', '.join(map(str, taps[:, window]))} with kernel_size {self.kernel_size}, "
+                    f"dilation {self.dilation}, padding {self.padding}): use less padding or dilation")
 
     def backward(self, dy):
         """dy (N, C, Ho, Wo) -> dx (N, C, H, W); the indices get no gradient."""
