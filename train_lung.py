@@ -23,7 +23,7 @@ from dataclasses import fields, replace
 
 import numpy
 
-from minidl.backend import reuse_freed_host_memory
+from minidl.backend import loop_over_strided_rows, reuse_freed_host_memory
 from minidl.engines import DEFAULT_ENGINE, ENGINES, get_engine, set_engine
 from minidl.data import DataError, default_cache_dir, find_pairs, write_layout
 from minidl.training import (CheckpointError, ConfigError, NonFiniteLoss, Trainer, TrainConfig, TrainingInterrupted,
@@ -396,6 +396,7 @@ def main(argv=None):
         print(f"train_lung.py: error: {error}", file=sys.stderr)
         return 2
     reuse_freed_host_memory()
+    numpy_buffer_size = loop_over_strided_rows()
     handlers = {number: signal.signal(number, raise_stop_signal) for number in STOP_SIGNALS
                 if number != signal.SIGINT} if threading.current_thread() is threading.main_thread() else {}
     try:
@@ -426,6 +427,7 @@ def main(argv=None):
         print("train_lung.py: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
     finally:
+        numpy.setbufsize(numpy_buffer_size)
         for number, handler in handlers.items():
             signal.signal(number, handler)
 

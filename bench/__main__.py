@@ -5,7 +5,7 @@ import importlib
 import os
 import sys
 
-from bench.common import add_engine_option, machine_summary, markdown_table, steady_allocator, use_engine
+from bench.common import add_engine_option, machine_summary, markdown_table, steady_host, use_engine
 from minidl.backend import gpu_available
 
 HELPERS = {"__init__", "__main__", "common", "profile_step", "inspect_overhead"}  # these time minidl alone: run by name
@@ -28,7 +28,7 @@ def main(argv=None):
     unknown = sorted(set(options.names) - set(available))
     if unknown:
         parser.error(f"no benchmark script named {unknown}; available: {available}")
-    print(machine_summary(steady_allocator()))
+    print(machine_summary(steady_host()))
     for name in options.names or available:
         script = importlib.import_module(f"bench.{name}")
         print(f"\n## {name}{' (quick)' if options.quick else ''}\n")

@@ -5,7 +5,7 @@ dicts with the same keys) and prints them with ``markdown_table``. Timings are
 medians over repeats after warm-up calls; a script times all of minidl first
 and all of PyTorch after, in separate blocks, so neither library's threads or
 caches disturb the other's measurements. Both are timed with the C allocator
-keeping freed memory (``steady_allocator``). Peak memory is measured in a fresh
+keeping freed memory (``steady_host``). Peak memory is measured in a fresh
 subprocess, so one measurement never inherits another's high-water mark.
 """
 import json
@@ -181,22 +181,25 @@ def torch_kernels(torch):
     return "; ".join([f"{capability} kernels"] + caps)
 
 
-def steady_allocator():
-    """Have glibc keep freed memory for reuse, as ``train_lung.py`` does, before anything is timed; returns
-    the words for the header line.
+def steady_host():
+    """Set the host up as ``train_lung.py`` does before anything is timed: glibc keeps freed memory for
+    reuse, NumPy loops over strided rows without copying them through its buffers; returns the words for
+    the header line.
 
     With glibc's defaults, whether a step's large arrays page-fault on every 4 KiB page (about 2 us a
     page here) depends on what the process allocated and freed before: PyTorch's (8,16->32,128x192)
     conv took 48 ms a call (23,000 page faults) until a large batch norm had run in the same process,
     then 21 ms (none). Both libraries are timed in this steady state
-    (``minidl/backend.py::reuse_freed_host_memory``); peak memory is still measured in a fresh process
-    with the defaults.
+    (``minidl/backend.py::reuse_freed_host_memory``, ``loop_over_strided_rows``); peak memory is still
+    measured in a fresh process with the defaults.
     """
-    from minidl.backend import reuse_freed_host_memory
-    return "glibc keeps freed memory" if reuse_freed_host_memory() else "allocator defaults"
+    from minidl.backend import UNBUFFERED_ROW_ELEMENTS, loop_over_strided_rows, reuse_freed_host_memory
+    allocator = "glibc keeps freed memory" if reuse_freed_host_memory() else "allocator defaults"
+    loop_over_strided_rows()
+    return f"{allocator}, NumPy buffers of {UNBUFFERED_ROW_ELEMENTS} elements"
 
 
-def machine_summary(allocator=None):
+def machine_summary(host_settings=None):
     """One line naming the machine, the thread counts and the library versions."""
     import numpy
 
@@ -206,9 +209,9 @@ def machine_summary(allocator=None):
                   if torch else "torch absent")
     core = blas_core()
     blas = f"OpenBLAS kernels {core}" if core else "BLAS kernels unknown"
-    allocator_text = f", {allocator}" if allocator else ""
+    settings_text = f", {host_settings}" if host_settings else ""
     return (f"{core_count()} cores, Python {sys.version.split()[0]}, numpy {numpy.__version__} ({blas}), "
-            f"{torch_text}, minidl engine {get_engine()}{allocator_text}")
+            f"{torch_text}, minidl engine {get_engine()}{settings_text}")
 
 
 def add_engine_option(parser):
@@ -233,5 +236,5 @@ def script_main(name, run, description, argv=None):
     add_engine_option(parser)
     options = parser.parse_args(argv)
     use_engine(options.engine)
-    print(machine_summary(steady_allocator()) + "\n")
+    print(machine_summary(steady_host()) + "\n")
     print(markdown_table(run(quick=options.quick)))

@@ -17,7 +17,7 @@ import argparse
 import collections
 import time
 
-from bench.common import add_engine_option, machine_summary, markdown_table, steady_allocator, use_engine
+from bench.common import add_engine_option, machine_summary, markdown_table, steady_host, use_engine
 from bench.models import build_model, minidl_step
 
 
@@ -92,7 +92,7 @@ def main(argv=None):
     if len(sizes) != 4 or not all(size.isdigit() and int(size) > 0 for size in sizes):
         parser.error(f"shape must be NxCxHxW with four positive integers, got {text!r}")
     shape = [int(size) for size in sizes]
-    print(machine_summary(steady_allocator()) + "\n")
+    print(machine_summary(steady_host()) + "\n")
     print(markdown_table(profile(options.model, shape, steps=options.steps, device=options.device)))
 
 

@@ -223,6 +223,26 @@ def reuse_freed_host_memory():
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
+UNBUFFERED_ROW_ELEMENTS = 256
+
+
+def loop_over_strided_rows():
+    """Have NumPy run elementwise ops on strided views row by row; returns the previous buffer size.
+
+    An op whose operands are not one contiguous block, such as col2im's
+    ``target[:, :, rows, columns] += cols[:, :, i, j]``, is run by NumPy's iterator with buffers of
+    ``numpy.getbufsize()`` elements (8192), which it fills by copying the operands so that one inner
+    loop covers many image rows (NumPy 2.4, measured); for a memory-bound add over
+    rows of a hundred or more elements the copies cost more than they save. With buffers of 256
+    elements NumPy loops straight over the rows: the reference col2im of SegNetSmall's dec1
+    (8x32x128x192, 3x3) takes 20 ms instead of 40, the reference training step 6-9% less, the fast
+    engine's the same. Results are unchanged but for the rounding of sums over
+    strided axes. A per-thread NumPy setting, so minidl never applies it by itself; train_lung.py
+    and the benchmarks do (``numpy.setbufsize(previous)`` undoes it).
+    """
+    return numpy.setbufsize(UNBUFFERED_ROW_ELEMENTS)
+
+
 def blas_core():
     """The kernel family NumPy's OpenBLAS runs (e.g. "SkylakeX", "Haswell"), or None where that cannot be asked.
 

@@ -117,6 +117,18 @@ def test_reuse_freed_host_memory_applies_on_glibc_and_changes_no_result():
     numpy.testing.assert_array_equal(minidl.nn.ReLU()(x - 5), numpy.maximum(x - 5, 0))
 
 
+def test_loop_over_strided_rows_sets_small_numpy_buffers_and_keeps_col2im_exact():
+    from minidl.functional.im2col import col2im
+    cols = numpy.random.default_rng(0).standard_normal((2, 3, 3, 3, 5, 7)).astype(numpy.float32)
+    expected = col2im(cols, (2, 3, 5, 7), (1, 1), (1, 1), (1, 1))
+    previous = minidl.backend.loop_over_strided_rows()
+    try:
+        assert numpy.getbufsize() == minidl.backend.UNBUFFERED_ROW_ELEMENTS == 256
+        numpy.testing.assert_array_equal(col2im(cols, (2, 3, 5, 7), (1, 1), (1, 1), (1, 1)), expected)
+    finally:
+        numpy.setbufsize(previous)
+
+
 def numpy_links_openblas():
     """Whether NumPy's build information names OpenBLAS as its BLAS (False where it cannot be read)."""
     try:

@@ -106,8 +106,9 @@ def test_python_m_bench_leaves_the_profiler_out():
 
 
 def test_the_harness_times_with_freed_memory_kept_and_says_so():
-    """After ``steady_allocator`` a freed 24 MiB array's memory is handed out again without page faults (with
-    glibc's defaults the second such array still faults about 500 times here); the header line says so."""
+    """After ``steady_host`` a freed 24 MiB array's memory is handed out again without page faults (with
+    glibc's defaults the second such array still faults about 500 times here) and NumPy's buffers hold 256
+    elements; the header line says so."""
     import platform
     import subprocess
     import sys
@@ -115,8 +116,9 @@ def test_the_harness_times_with_freed_memory_kept_and_says_so():
     from bench.common import REPOSITORY, machine_summary
     assert machine_summary("glibc keeps freed memory").endswith(", glibc keeps freed memory")
     program = ("import resource, numpy\n"
-               "from bench.common import steady_allocator\n"
-               "print(steady_allocator())\n"
+               "from bench.common import steady_host\n"
+               "print(steady_host())\n"
+               "print(numpy.getbufsize())\n"
                "faults = []\n"
                "for _ in range(4):\n"
                "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
@@ -125,12 +127,13 @@ def test_the_harness_times_with_freed_memory_kept_and_says_so():
                "print(max(faults[1:]))\n")
     result = subprocess.run([sys.executable, "-c", program], cwd=REPOSITORY, capture_output=True, text=True,
                             check=True)
-    words, faults = result.stdout.split("\n")[:2]
-    # decided by the platform, not by steady_allocator's own answer, which a broken harness could get wrong
+    words, buffer_size, faults = result.stdout.split("\n")[:3]
+    assert words.endswith(", NumPy buffers of 256 elements") and buffer_size == "256", result.stdout
+    # decided by the platform, not by steady_host's own answer, which a broken harness could get wrong
     if platform.libc_ver()[0] != "glibc":
-        assert words == "allocator defaults", result.stdout
+        assert words.startswith("allocator defaults,"), result.stdout
         pytest.skip("not glibc: the allocator cannot be told to keep freed memory")
-    assert words == "glibc keeps freed memory" and int(faults) < 200, result.stdout
+    assert words.startswith("glibc keeps freed memory,") and int(faults) < 200, result.stdout
 
 
 def test_engine_option_times_the_named_engine_here_and_in_memory_subprocesses(monkeypatch):

@@ -313,6 +313,14 @@ def test_two_class_cross_entropy_training(tmp_path, capsys):
     assert weight.shape[0] == 2
 
 
+def test_main_runs_with_small_numpy_buffers_and_restores_them(monkeypatch):
+    seen = []
+    monkeypatch.setattr(train_lung, "run", lambda argv: seen.append(numpy.getbufsize()) or 0)
+    before = numpy.getbufsize()
+    assert train_lung.main([]) == 0
+    assert seen == [256] and numpy.getbufsize() == before
+
+
 def test_dice_and_iou_values():
     predicted = numpy.zeros((3, 4, 4), bool)
     target = numpy.zeros((3, 4, 4), bool)
