@@ -349,14 +349,16 @@ def test_unfolding_in_bands_of_rows_gives_the_whole_sample_sums(case, rows, monk
     set_unfold_budget(monkeypatch, rows * min(row_bytes))
     calls.clear()
     banded = forward_and_backward(module, x)
-    for got, expected in zip(banded, whole):
+    with minidl.engine("reference"):
+        reference = forward_and_backward(module, x)
+    for got, expected, plain in zip(banded, whole, reference):
         numpy.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        numpy.testing.assert_allclose(got, plain, rtol=1e-12, atol=1e-12)
     assert max(len(bands) for _, bands in calls) > shape[0], "no unfolding was cut into bands"
     assert rows in [stop - top for _, bands in calls for _, top, stop in bands]
 
 
 @pytest.mark.engines("fast")
-
 def test_pieces_cut_each_sample_into_even_row_bands_within_the_budget(monkeypatch):
     from minidl.fast.conv import pieces
     set_unfold_budget(monkeypatch, 1000)

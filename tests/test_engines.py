@@ -85,9 +85,14 @@ def engine_cases(device):
     rng = numpy.random.default_rng(3)
     for cin, cout, kernel, stride, padding, dilation, shape in CONV_CASES:
         yield nn.Conv2d(cin, cout, kernel, stride, padding, dilation), [rng.standard_normal(shape)]
+    for cin, cout, kernel, stride, padding, dilation, shape in CONV_CASES[:3]:  # no bias: direct, twin, twin's backward
+        yield nn.Conv2d(cin, cout, kernel, stride, padding, dilation, bias=False), [rng.standard_normal(shape)]
     for cin, cout, kernel, stride, padding, output_padding, dilation, shape in TRANSPOSED_CASES:
         module = nn.ConvTranspose2d(cin, cout, kernel, stride, padding, output_padding, dilation)
         yield module, [rng.standard_normal(shape)]
+    cin, cout, kernel, stride, padding, output_padding, dilation, shape = TRANSPOSED_CASES[0]
+    yield (nn.ConvTranspose2d(cin, cout, kernel, stride, padding, output_padding, dilation=dilation, bias=False),
+           [rng.standard_normal(shape)])
     for kernel, stride, padding, dilation, ceil_mode, shape in POOL_CASES:
         yield nn.MaxPool2d(kernel, stride, padding, dilation=dilation, ceil_mode=ceil_mode), [tie_free(shape, rng)]
         ties = rng.integers(0, 3, size=shape).astype(numpy.float64)

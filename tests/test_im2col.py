@@ -1,7 +1,10 @@
-"""im2col / col2im: values against a direct window loop, adjointness, dtype, and the window geometry."""
+"""im2col / col2im of both engines: values against a direct window loop, adjointness, dtype, and the window
+geometry; then the fast engine's own options (grid, out, overwrite, row bands)."""
 import numpy
 import pytest
 
+import minidl.fast.im2col as fast_unfolding
+import minidl.functional.im2col as reference_unfolding
 from minidl.fast.im2col import band_padding, col2im, im2col, output_grid, row_bands
 from minidl.functional.windows import pair, transposed_output_size, window_output_size
 
@@ -31,16 +34,22 @@ def naive_im2col(x, kernel, stride, padding, dilation, pad_value=0.0):
     return cols
 
 
+@pytest.fixture(params=[reference_unfolding, fast_unfolding], ids=["reference", "fast"])
+def unfolding(request):
+    """The module whose im2col and col2im are under test."""
+    return request.param
+
+
 @pytest.mark.parametrize("kernel, stride, padding, dilation", GEOMETRIES)
-def test_im2col_matches_the_window_definition(kernel, stride, padding, dilation, rng):
+def test_im2col_matches_the_window_definition(kernel, stride, padding, dilation, rng, unfolding):
     x = rng.standard_normal((2, 3, 9, 11))
     expected = naive_im2col(x, kernel, stride, padding, dilation)
-    numpy.testing.assert_array_equal(im2col(x, kernel, stride, padding, dilation), expected)
+    numpy.testing.assert_array_equal(unfolding.im2col(x, kernel, stride, padding, dilation), expected)
 
 
-def test_im2col_pad_value_fills_only_the_border(rng):
+def test_im2col_pad_value_fills_only_the_border(rng, unfolding):
     x = rng.standard_normal((1, 2, 4, 5))
-    cols = im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), pad_value=-numpy.inf)
+    cols = unfolding.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), pad_value=-numpy.inf)
     numpy.testing.assert_array_equal(cols, naive_im2col(x, (3, 3), (1, 1), (1, 1), (1, 1), -numpy.inf))
     assert numpy.isneginf(cols[0, 0, 0, 0, 0, 0]) and numpy.isfinite(cols[0, 0, 1, 1]).all()
 
@@ -55,19 +64,19 @@ def test_im2col_grid_keeps_the_first_windows_and_fills_out(rng):
 
 
 @pytest.mark.parametrize("kernel, stride, padding, dilation", GEOMETRIES)
-def test_col2im_is_the_adjoint_of_im2col(kernel, stride, padding, dilation, rng):
+def test_col2im_is_the_adjoint_of_im2col(kernel, stride, padding, dilation, rng, unfolding):
     # <im2col(x), c> = <x, col2im(c)> for every x and c
     x = rng.standard_normal((2, 3, 9, 11))
-    cols = rng.standard_normal(im2col(x, kernel, stride, padding, dilation).shape)
-    left = numpy.sum(im2col(x, kernel, stride, padding, dilation) * cols)
-    right = numpy.sum(x * col2im(cols, x.shape, stride, padding, dilation))
+    cols = rng.standard_normal(unfolding.im2col(x, kernel, stride, padding, dilation).shape)
+    left = numpy.sum(unfolding.im2col(x, kernel, stride, padding, dilation) * cols)
+    right = numpy.sum(x * unfolding.col2im(cols, x.shape, stride, padding, dilation))
     assert abs(left - right) <= 1e-12 * max(1.0, abs(left))
 
 
-def test_col2im_sums_overlapping_windows():
+def test_col2im_sums_overlapping_windows(unfolding):
     # 3x3 windows, stride 1, pad 1 on a 3x3 image: pixel (r, c) is covered by (#rows)*(#cols) windows
     cols = numpy.ones((1, 1, 3, 3, 3, 3))
-    counts = col2im(cols, (1, 1, 3, 3), (1, 1), (1, 1), (1, 1))
+    counts = unfolding.col2im(cols, (1, 1, 3, 3), (1, 1), (1, 1), (1, 1))
     expected = numpy.outer([2, 3, 2], [2, 3, 2]).reshape(1, 1, 3, 3)
     numpy.testing.assert_array_equal(counts, expected)
 
@@ -94,11 +103,11 @@ def test_col2im_overwrite_refuses_overlapping_windows_or_no_out():
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
-def test_dtype_is_kept(dtype, rng):
+def test_dtype_is_kept(dtype, rng, unfolding):
     x = rng.standard_normal((1, 2, 6, 6)).astype(dtype)
-    cols = im2col(x, (3, 3), (1, 1), (1, 1), (1, 1))
+    cols = unfolding.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1))
     assert cols.dtype == dtype
-    assert col2im(cols, x.shape, (1, 1), (1, 1), (1, 1)).dtype == dtype
+    assert unfolding.col2im(cols, x.shape, (1, 1), (1, 1), (1, 1)).dtype == dtype
 
 
 def test_window_sizes_follow_pytorch_formulas():

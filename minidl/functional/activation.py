@@ -10,8 +10,9 @@ def relu_forward(x):
 
 
 def relu_backward(dy, mask):
-    """dx = dy * [x > 0]."""
+    """dy, mask (x's shape) -> dx (x's shape)."""
     # BEGIN SOLUTION
+    # dx = dy * [x > 0]
     return dy * mask
     # END SOLUTION
 
@@ -47,7 +48,8 @@ def sigmoid_forward(x):
 
 
 def sigmoid_backward(dy, y):
-    """dx = dy * y * (1 - y)."""
+    """dy, y (x's shape) -> dx (x's shape)."""
     # BEGIN SOLUTION
+    # dx = dy * y * (1 - y)
     return dy * y * (1 - y)
     # END SOLUTION
