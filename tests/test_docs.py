@@ -26,7 +26,7 @@ README = REPOSITORY / "README.md"
 DOCUMENTS = PAGES + [README]
 REFERENCE = re.compile(r"([A-Za-z0-9_./-]+\.py)::([A-Za-z_][A-Za-z0-9_.]*)")
 DERIVATION_PAGES = ("convolution.md", "transposed_convolution.md", "pooling.md", "upsampling.md", "batchnorm.md",
-                    "activations.md")
+                    "activations.md", "losses.md")
 TIMING = re.compile(r"\d\s*(ms|seconds|GFLOP/s)\b")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

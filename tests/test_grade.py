@@ -45,9 +45,9 @@ PLANTED = {
 FAULTS = {
     "sigmoid": ("minidl/functional/activation.py", "return dy * y * (1 - y)",
                 'raise RuntimeError("sigmoid went wrong")'),
-    "dice": ("minidl/losses/dice.py", "    plane_scale = upstream / denominator",
+    "dice": ("minidl/functional/dice.py", "    plane_scale = upstream / denominator",
              "    __import__('time').sleep(600)\n    plane_scale = upstream / denominator"),
-    "cross_entropy": ("minidl/losses/cross_entropy.py", "    shifted = logits - logits.max(axis=1, keepdims=True)",
+    "cross_entropy": ("minidl/functional/cross_entropy.py", "    shifted = logits - logits.max(axis=1, keepdims=True)",
                       "    import torch\n    shifted = logits - logits.max(axis=1, keepdims=True)"),
     "adam": ("minidl/optim/adam.py", "import math\n", "import math\n\nimport torch.nn.functional as F\n"),
     "max_pool2d": ("minidl/functional/pooling.py", "    windows = pooling_windows(",
@@ -255,7 +255,7 @@ def test_bad_arguments_get_one_line_and_status_2(tmp_path, arguments, message):
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_grader_in_one_line_and_kills_the_task_it_was_grading(tmp_path, stop):
     pid_file = tmp_path / "worker.pid"
-    hang = ("minidl/losses/dice.py", "    plane_scale = upstream / denominator",
+    hang = ("minidl/functional/dice.py", "    plane_scale = upstream / denominator",
             "    __import__('pathlib').Path(__import__('os').environ['GRADED_PID']).write_text(str(__import__('os')"
             ".getpid()))\n    __import__('time').sleep(600)\n    plane_scale = upstream / denominator")
     copy = student_copy(tmp_path / "hanging", edits=[hang])

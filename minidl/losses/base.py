@@ -45,33 +45,13 @@ class Loss:
         return read_back([value])[0]  # one device->host transfer for the value and the checks
 
     def backward(self, upstream=None):
-        """d value / d logits, shaped and typed like the logits; ``upstream`` as in ``upstream_gradient``."""
+        """d value / d logits, shaped and typed like the logits; ``upstream`` as in ``minidl/functional/reduction.py::upstream_gradient``."""
         if self.cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward: no forward pass is waiting for its backward "
                                "(call the loss first; forward inside no_grad() keeps nothing, and each "
                                "forward allows one backward)")
         cache, self.cache = self.cache, None
         return self.backward_function(upstream, cache)
-
-
-def upstream_gradient(loss, upstream, reduction, value_shape, logits):
-    """The upstream gradient d(total)/d(value) as a multiplier in the logits' dtype.
-
-    None means 1. For ``"mean"``/``"sum"`` it is a number (or a one-element
-    array); for ``"none"`` an array of the value's shape on the logits' device.
-    """
-    if upstream is None:
-        return 1.0
-    if reduction != "none":
-        if getattr(upstream, "size", 1) != 1:
-            raise ValueError(f"{loss}.backward: the value is a scalar, got an upstream gradient of shape "
-                             f"{shape_text(upstream)}")
-        return float(upstream)
-    if tuple(getattr(upstream, "shape", ())) != tuple(value_shape):
-        raise ValueError(f"{loss}.backward: upstream gradient has shape {tuple(getattr(upstream, 'shape', ()))}, "
-                         f"the value had shape {tuple(value_shape)}")
-    check_same_device(f"{loss}.backward", upstream, logits, "logits")
-    return upstream.astype(logits.dtype, copy=False)
 
 
 def check_logits_and_target(loss, logits, target):
@@ -120,12 +100,3 @@ def real_weights(loss, name, value):
 def as_logits_dtype(target, logits):
     """The target in the logits' dtype (a copy only when the dtype differs)."""
     return target.astype(logits.dtype, copy=False)
-
-
-def reduce_losses(losses, reduction):
-    """mean or sum to a 0-d array, or the array itself for ``"none"``."""
-    if reduction == "mean":
-        return losses.mean()
-    if reduction == "sum":
-        return losses.sum()
-    return losses
