@@ -69,7 +69,7 @@ class TorchClock:
         return start.elapsed_time(end)
 
 
-# ------------------------------------------------------ PyTorch twins of the models
+# ------------------------------------------------------ PyTorch equivalents of the models
 def torch_segnet_small(torch, in_channels, num_classes, f=16):
     """SegNetSmall with bilinear decoders, parameter names as minidl's (enc1.conv.weight, ..., out.weight)."""
     tnn = torch.nn

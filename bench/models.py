@@ -87,7 +87,7 @@ def minidl_step(model_name, shape, model=None, device="cpu"):
 def torch_step(model_name, shape):
     """A callable running one PyTorch training step of the equivalent network, same loss and optimizer."""
     torch = import_torch()
-    from models.torch_twins import torch_models
+    from models.torch_equivalents import torch_models
     classes = torch_models(torch)
     if model_name == "SegNetSmall":
         model = classes.SegNetSmall(1, 1, 16, "bilinear")

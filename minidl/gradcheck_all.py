@@ -21,7 +21,7 @@ from .engines import ENGINES, engine
 from .gradcheck import TOLERANCE, check_module, relative_error
 from .gradcheck_cli import SEED, Case, builtin_cases
 from .nn.module import primary_output
-from .torch_twins import torch_layer, torch_loss
+from .torch_equivalents import torch_layer, torch_loss
 
 COLUMNS = ("finite differences", "PyTorch", "CPU vs GPU")
 TOLERANCES = {"finite differences": TOLERANCE, "PyTorch": 1e-9, "CPU vs GPU": 1e-9}
@@ -85,12 +85,12 @@ def gpu_error(case):
     if case.wrt is None:
         cpu = loss_results(made, *inputs)
         return largest_error(cpu, loss_results(case.make(), *[on_gpu(value) for value in inputs]))
-    twin = case.make().double()
-    twin.load_state_dict(made.state_dict())
-    twin.train(made.training).to("gpu")
+    on_device = case.make().double()
+    on_device.load_state_dict(made.state_dict())
+    on_device.train(made.training).to("gpu")
     cpu, upstream = module_results(made, [value.copy() if isinstance(value, numpy.ndarray) else value
                                           for value in inputs], case.wrt)
-    gpu, _ = module_results(twin, [on_gpu(value) for value in inputs], case.wrt, upstream)
+    gpu, _ = module_results(on_device, [on_gpu(value) for value in inputs], case.wrt, upstream)
     return largest_error(cpu, gpu)
 
 
@@ -104,26 +104,26 @@ def pytorch_error(torch, case):
         value.backward()
         reference = {"value": value.detach().numpy(), "d logits": logits.grad.numpy()}
         return largest_error(loss_results(made, *inputs), reference)
-    twin = torch_twin(torch, case, made)
+    theirs = torch_equivalent(torch, case, made)
     ours, upstream = module_results(made, [value.copy() if isinstance(value, numpy.ndarray) else value
                                            for value in inputs], case.wrt)
     tensors = [torch.tensor(value, requires_grad=position in case.wrt) if isinstance(value, numpy.ndarray)
                else value for position, value in enumerate(inputs)]
-    output = twin(*tensors)
+    output = theirs(*tensors)
     output = output[0] if isinstance(output, tuple) else output
     (output * torch.tensor(upstream)).sum().backward()
     reference = {"output": output.detach().numpy()}
     reference.update((f"d input{position}", tensors[position].grad.numpy()) for position in case.wrt)
-    reference.update((f"d {name}", parameter.grad.numpy()) for name, parameter in twin.named_parameters())
+    reference.update((f"d {name}", parameter.grad.numpy()) for name, parameter in theirs.named_parameters())
     return largest_error(ours, reference)
 
 
-def torch_twin(torch, case, made):
-    """PyTorch's module for ``made`` (a layer, or a model with ``case.torch_twin``), same weights and mode."""
-    twin = case.torch_twin(torch) if case.torch_twin is not None else torch_layer(torch, made)
-    twin.double()
-    twin.load_state_dict({name: torch.from_numpy(value) for name, value in made.state_dict().items()})
-    return twin.train(made.training)
+def torch_equivalent(torch, case, made):
+    """PyTorch's module for ``made`` (a layer, or a model with ``case.torch_equivalent``), same weights and mode."""
+    theirs = case.torch_equivalent(torch) if case.torch_equivalent is not None else torch_layer(torch, made)
+    theirs.double()
+    theirs.load_state_dict({name: torch.from_numpy(value) for name, value in made.state_dict().items()})
+    return theirs.train(made.training)
 
 
 # ------------------------------------------------------------------ the models
@@ -149,17 +149,17 @@ def model_case(name, config, build, build_twin, shape):
     def make():
         return signal_preserving_init(build(), numpy.random.default_rng(SEED)).eval()
 
-    def torch_twin(torch):
-        from models.torch_twins import torch_models
+    def torch_equivalent(torch):
+        from models.torch_equivalents import torch_models
         return build_twin(torch_models(torch))
 
     def run(rng):
         return check_module(make(), rng.standard_normal(shape), max_elements=MODEL_SAMPLES)
-    return Case(name, config, run, make, lambda rng: rng.standard_normal(shape), (0,), torch_twin)
+    return Case(name, config, run, make, lambda rng: rng.standard_normal(shape), (0,), torch_equivalent)
 
 
 def model_cases():
-    """The built-in models, tiny, each with its PyTorch twin (``models.torch_twins``)."""
+    """The built-in models, tiny, each with its PyTorch equivalent (``models.torch_equivalents``)."""
     import models
     widths = (2, 3, 3, 4, 4)
     return [

@@ -33,10 +33,10 @@ from .gradcheck import TOLERANCE, away_from_zero, check_loss, check_module, tie_
 SEED = 12345
 DEFAULT_SHAPE = "2,3,8,8"  # --input-shape of a user's layer
 
-Case = namedtuple("Case", ["layer", "config", "run", "make", "make_inputs", "wrt", "torch_twin"], defaults=(None,))
+Case = namedtuple("Case", ["layer", "config", "run", "make", "make_inputs", "wrt", "torch_equivalent"], defaults=(None,))
 Case.__doc__ = """One row group of the table: ``run(rng)`` returns {tensor: relative error}. ``make()`` builds the
 layer (or loss) afresh and ``make_inputs(rng)`` its forward arguments (logits and target for a loss; then
-``wrt`` is None), so other checks (``--all``) can run the same case. ``torch_twin(torch)``, where given,
+``wrt`` is None), so other checks (``--all``) can run the same case. ``torch_equivalent(torch)``, where given,
 builds the PyTorch module to compare with (a layer's is derived from its settings)."""
 
 

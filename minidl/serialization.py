@@ -154,12 +154,12 @@ def _check_declared_sizes(archive, names, path, max_bytes):
                              f"to {total} bytes, over the limit of {max_bytes} bytes")
 
 
-def load(path, keep=None, max_bytes=None):
+def load(path, select=None, max_bytes=None):
     """Read an npz written by ``save`` into a dict of name -> ``numpy.ndarray`` (never unpickles).
 
-    ``keep(name)``, when given, picks the entries to read; the others are not decompressed or read. Every
-    kept entry's header is checked first (its dtype, and its declared size against what its zip member
-    holds and, all kept entries together, against ``max_bytes``: by default the machine's memory), so a
+    ``select(name)``, when given, picks the entries to read; the others are not decompressed or read. Every
+    selected entry's header is checked first (its dtype, and its declared size against what its zip member
+    holds and, all selected entries together, against ``max_bytes``: by default the machine's memory), so a
     damaged or hostile file is a ``ValueError`` before any array is allocated.
     """
     path = os.fspath(path)
@@ -170,7 +170,7 @@ def load(path, keep=None, max_bytes=None):
     try:
         with zipfile.ZipFile(path) as archive:
             names = [member[:-len(".npy")] for member in archive.namelist() if member.endswith(".npy")]
-            names = [name for name in names if keep is None or keep(name)]
+            names = [name for name in names if select is None or select(name)]
             _check_declared_sizes(archive, names, path, max_bytes)
             return {name: _read_entry(archive, name, path) for name in names}
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:

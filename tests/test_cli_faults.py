@@ -382,7 +382,7 @@ def test_load_checks_declared_sizes_against_its_limit_and_reads_no_unused_entry(
     with pytest.raises(ValueError, match=r"entry 'b' \(float64, shape \(100,\)\) takes the arrays to 1600 bytes, "
                                          r"over the limit of 1000 bytes"):
         minidl.load(path, max_bytes=1000)
-    assert list(minidl.load(path, keep=lambda name: name == "a", max_bytes=1000)) == ["a"]
+    assert list(minidl.load(path, select=lambda name: name == "a", max_bytes=1000)) == ["a"]
 
 
 def test_a_model_too_large_for_memory_is_one_line(tmp_path, capsys, monkeypatch):

@@ -44,24 +44,24 @@ def build_transposed(config):
     return ConvTranspose2d(2, 3, kernel, stride, padding, output_padding, dilation, bias), (batch, 2) + size
 
 
-def torch_twin(torch, module):
+def torch_equivalent(torch, module):
     """The PyTorch layer with the same hyper-parameters and weights (float64)."""
     if isinstance(module, ConvTranspose2d):
-        twin = torch.nn.ConvTranspose2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                                        module.padding, module.output_padding, bias=module.bias is not None,
-                                        dilation=module.dilation)
+        theirs = torch.nn.ConvTranspose2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                                          module.padding, module.output_padding, bias=module.bias is not None,
+                                          dilation=module.dilation)
     else:
-        twin = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                               module.padding, module.dilation, bias=module.bias is not None)
-    return twin
+        theirs = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                                 module.padding, module.dilation, bias=module.bias is not None)
+    return theirs
 
 
 def assert_parity(torch, module, x, rtol):
     """Forward and backward of ``module`` against PyTorch with the same weights, input and upstream gradient."""
-    twin = torch_twin(torch, module).to(torch.float64 if x.dtype == numpy.float64 else torch.float32)
-    copy_weights(twin, module)
+    theirs = torch_equivalent(torch, module).to(torch.float64 if x.dtype == numpy.float64 else torch.float32)
+    copy_weights(theirs, module)
     x_torch = torch.tensor(x, requires_grad=True)
-    y_torch = twin(x_torch)
+    y_torch = theirs(x_torch)
     y = module(x)
     upstream = numpy.random.default_rng(7).standard_normal(y.shape).astype(x.dtype)
     y_torch.backward(torch.tensor(upstream))
@@ -71,7 +71,7 @@ def assert_parity(torch, module, x, rtol):
     assert_close(y, y_torch.detach().numpy(), rtol, atol=rtol * numpy.abs(y).max(), name="output")
     assert_close(dx, x_torch.grad.numpy(), rtol, atol=rtol * numpy.abs(dx).max(), name="input grad")
     for name, parameter in module.named_parameters():
-        expected = dict(twin.named_parameters())[name].grad.numpy()
+        expected = dict(theirs.named_parameters())[name].grad.numpy()
         assert_close(parameter.grad, expected, rtol, atol=rtol * numpy.abs(expected).max(), name=f"{name} grad")
 
 
@@ -111,7 +111,7 @@ def test_conv2d_matches_pytorch_float32_at_a_realistic_size(torch, rng):
 def test_conv_transpose2d_output_size_follows_pytorch(torch, rng):
     module = ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1)
     x = rng.standard_normal((1, 2, 7, 5)).astype(numpy.float32)
-    assert module(x).shape == tuple(torch_twin(torch, module)(torch.tensor(x)).shape) == (1, 3, 14, 10)
+    assert module(x).shape == tuple(torch_equivalent(torch, module)(torch.tensor(x)).shape) == (1, 3, 14, 10)
 
 
 def test_transposed_conv_is_the_adjoint_of_conv(rng):

@@ -25,7 +25,6 @@ if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))  # the tools package lives at the repository root
 from tools.coursework import student_copy  # noqa: E402
 from tools.coursework.notebooks import blank_notebook  # noqa: E402
-from tools.coursework.tasks import TASKS  # noqa: E402
 from tools.coursework.regions import regions, solution_lines  # noqa: E402
 from tools.coursework.student_docs import LINK, QUOTATION, blanked_functions  # noqa: E402
 from tools.coursework.tasks import BEGIN, END, TASKS, TASKS_BY_NAME  # noqa: E402

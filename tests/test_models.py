@@ -1,7 +1,7 @@
 """The model families: parameter counts, whole-model finite differences (float64) and PyTorch parity."""
 import numpy
 import pytest
-from models.torch_twins import torch_models
+from models.torch_equivalents import torch_models
 from helpers import assert_close
 
 import minidl
@@ -15,7 +15,7 @@ SEGNET_WIDTHS = (3, 4, 4, 5, 5)
 FCN_WIDTHS = (4, 4, 6, 6, 8)
 SKIP_WIDTHS = (3, 4, 4, 5, 5)
 
-# name: (tiny minidl model, its PyTorch twin from the torch_models namespace, gradcheck input, parity input)
+# name: (tiny minidl model, its PyTorch equivalent from the torch_models namespace, gradcheck input, parity input)
 TINY_MODELS = {
     "SegNetSmall-bilinear": (lambda: models.SegNetSmall(2, 3, init_features=2, upsample="bilinear"),
                              lambda t: t.SegNetSmall(2, 3, 2, "bilinear"), (2, 2, 16, 32), (2, 2, 32, 48)),

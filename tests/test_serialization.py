@@ -227,7 +227,7 @@ def test_load_reads_only_the_entries_kept(tmp_path, monkeypatch):
     original = numpy.lib.format.read_array
     monkeypatch.setattr(numpy.lib.format, "read_array",
                         lambda stream, *args, **kwargs: read.append(1) or original(stream, *args, **kwargs))
-    loaded = minidl.load(path, keep=lambda name: not name.startswith("model."))
+    loaded = minidl.load(path, select=lambda name: not name.startswith("model."))
     assert list(loaded) == ["epoch"] and int(loaded["epoch"]) == 3 and len(read) == 1
 
 

@@ -3,7 +3,7 @@ import io
 import re
 
 import numpy
-from models.torch_twins import torch_models
+from models.torch_equivalents import torch_models
 
 import minidl
 import models

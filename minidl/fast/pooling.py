@@ -78,20 +78,20 @@ def first_inside_indices(grid, input_hw, stride, padding, dilation, xp=numpy):
     return first_inside(grid[0], 0)[:, None] * input_hw[1] + first_inside(grid[1], 1)[None, :]
 
 
-def _first_max_cells(windows, y):
+def _first_max_taps(windows, y):
     """windows (N, C, K, Ho, Wo), y their max over K -> (N, C, Ho, Wo) small ints: the first k with windows[k] == y.
 
-    It counts the leading cells that differ from the max, sum_{k < K-1} prod_{j <= k} [windows[j] != y],
+    It counts the leading taps that differ from the max, sum_{k < K-1} prod_{j <= k} [windows[j] != y],
     a few cheap passes (K - 1 when no cell equals y, as for a NaN maximum).
     """
     xp = get_array_module(windows)
     count = windows.shape[2]
-    cells = xp.zeros(y.shape, dtype=xp.int8 if count <= 128 else xp.int32)
+    taps = xp.zeros(y.shape, dtype=xp.int8 if count <= 128 else xp.int32)
     not_reached = xp.ones(y.shape, dtype=bool)
     for k in range(count - 1):
         not_reached &= windows[:, :, k] != y
-        cells += not_reached
-    return cells
+        taps += not_reached
+    return taps
 
 
 def _last_nan_indices(windows, corner, offsets):
@@ -122,7 +122,7 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=Fa
     windows = cols.reshape(n, c, kernel[0] * kernel[1], grid[0], grid[1])
     y = windows.max(axis=2)
     corner, offsets = window_corners(grid, (h, w), kernel, stride, padding, dilation, xp)
-    indices = corner + xp.take(offsets, _first_max_cells(windows, y))
+    indices = corner + xp.take(offsets, _first_max_taps(windows, y))
     nan_windows = xp.isnan(y)
     if nan_windows.any():
         indices = xp.where(nan_windows, _last_nan_indices(windows, corner, offsets), indices)

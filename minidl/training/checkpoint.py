@@ -131,9 +131,9 @@ def _small_field(name):
 def _read_fields(path, weights):
     """The checkpoint's fields, read in two passes: the small ones (settings, position, history) under
     ``SMALL_FIELDS_LIMIT``, then, with ``weights``, the model and optimizer arrays under the memory limit."""
-    flat = load(path, keep=_small_field, max_bytes=SMALL_FIELDS_LIMIT)
+    flat = load(path, select=_small_field, max_bytes=SMALL_FIELDS_LIMIT)
     if weights:
-        flat.update(load(path, keep=lambda name: name.startswith(WEIGHT_SECTIONS)))
+        flat.update(load(path, select=lambda name: name.startswith(WEIGHT_SECTIONS)))
     return flat
 
 

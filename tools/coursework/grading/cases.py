@@ -132,7 +132,7 @@ def check_twin(result, case, torch):
     try:
         reference = case.twin(torch, copy.deepcopy(result.inputs))
     except Exception as error:  # the twin is the grader's code: say so rather than blame the student
-        result.torch = f"skipped (the PyTorch twin failed: {type(error).__name__}: {error})"
+        result.torch = f"skipped (the PyTorch equivalent failed: {type(error).__name__}: {error})"
         return
     tolerance = measures.TOLERANCE[numpy.dtype(case.dtype)]
     for tensor, value in reference.items():

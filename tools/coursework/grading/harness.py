@@ -1,5 +1,5 @@
 """Running the loaded copy's layers, losses and optimizers for a case, the grader's central differences of
-them, and their PyTorch twins. Every tensor is named as the cases name it: "output", "indices",
+them, and their PyTorch equivalents. Every tensor is named as the cases name it: "output", "indices",
 "input gradient", "<parameter> gradient"; "value", "logits gradient"; "parameter k update s"."""
 import numpy
 

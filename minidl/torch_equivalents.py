@@ -1,7 +1,7 @@
 """PyTorch's modules and losses with a minidl layer's or loss's settings, for parity checks.
 
-``torch`` is passed in, so importing this file needs no PyTorch. The models' twins are in
-``models/torch_twins.py``.
+``torch`` is passed in, so importing this file needs no PyTorch. The models' equivalents are in
+``models/torch_equivalents.py``.
 """
 from . import losses, nn
 
@@ -29,7 +29,7 @@ def torch_layer(torch, layer):
     simple = {nn.ReLU: tnn.ReLU, nn.Sigmoid: tnn.Sigmoid}
     if type(layer) in simple:
         return simple[type(layer)]()
-    raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
+    raise TypeError(f"no PyTorch equivalent for {type(layer).__name__}")
 
 
 def torch_dice(torch, loss, logits, target):
@@ -59,4 +59,4 @@ def torch_loss(torch, loss):
         weight = None if loss.weight is None else torch.as_tensor(loss.weight)
         return lambda logits, target: functional.cross_entropy(logits, target, weight=weight,
                                                                reduction=loss.reduction)
-    raise TypeError(f"no PyTorch twin for {type(loss).__name__}")
+    raise TypeError(f"no PyTorch equivalent for {type(loss).__name__}")
