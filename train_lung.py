@@ -396,10 +396,13 @@ def main(argv=None):
         print(f"train_lung.py: error: {error}", file=sys.stderr)
         return 2
     reuse_freed_host_memory()
-    numpy_buffer_size = loop_over_strided_rows()
-    handlers = {number: signal.signal(number, raise_stop_signal) for number in STOP_SIGNALS
-                if number != signal.SIGINT} if threading.current_thread() is threading.main_thread() else {}
+    numpy_buffer_size, handlers = numpy.getbufsize(), {}
     try:
+        loop_over_strided_rows()
+        if threading.current_thread() is threading.main_thread():
+            for number in STOP_SIGNALS:
+                if number != signal.SIGINT:
+                    handlers[number] = signal.signal(number, raise_stop_signal)
         return run(argv)
     except (DataError, ConfigError, CheckpointError) as error:
         print(f"train_lung.py: error: {error}", file=sys.stderr)

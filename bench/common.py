@@ -5,7 +5,7 @@ dicts with the same keys) and prints them with ``markdown_table``. Timings are
 medians over repeats after warm-up calls; a script times all of minidl first
 and all of PyTorch after, in separate blocks, so neither library's threads or
 caches disturb the other's measurements. Both are timed with the C allocator
-keeping freed memory (``steady_host``). Peak memory is measured in a fresh
+keeping freed memory and NumPy's 256-element buffers (``steady_host``). Peak memory is measured in a fresh
 subprocess, so one measurement never inherits another's high-water mark.
 """
 import json

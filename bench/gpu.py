@@ -184,17 +184,17 @@ def conv_layer_inputs(model, x):
     return seen
 
 
-def torch_conv_twin(torch, layer):
+def torch_conv_equivalent(torch, layer):
     """The PyTorch layer with minidl ``layer``'s configuration and weights, on the GPU."""
     arguments = dict(kernel_size=layer.kernel_size, stride=layer.stride, padding=layer.padding,
                      dilation=layer.dilation, bias=layer.bias is not None)
     if isinstance(layer, nn.ConvTranspose2d):
-        twin = torch.nn.ConvTranspose2d(layer.in_channels, layer.out_channels,
+        equivalent = torch.nn.ConvTranspose2d(layer.in_channels, layer.out_channels,
                                         output_padding=layer.output_padding, **arguments)
     else:
-        twin = torch.nn.Conv2d(layer.in_channels, layer.out_channels, **arguments)
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
-    return twin.cuda()
+        equivalent = torch.nn.Conv2d(layer.in_channels, layer.out_channels, **arguments)
+    equivalent.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    return equivalent.cuda()
 
 
 def run(quick=False, repeats=None, warmup=None, tf32=False):
@@ -207,12 +207,12 @@ def run(quick=False, repeats=None, warmup=None, tf32=False):
     torch_clock = TorchClock(torch) if torch else None
     minidl.manual_seed(0)
     rows = []
-    for name, model, twin, n, shape, loss_class, make_target in model_cases(torch, quick):
+    for name, model, equivalent, n, shape, loss_class, make_target in model_cases(torch, quick):
         rng = numpy.random.default_rng(1)
         x_host = rng.standard_normal((n,) + shape).astype(numpy.float32)
         target_host = make_target()
-        if twin is not None:
-            model.load_state_dict({k: v.detach().numpy() for k, v in twin.state_dict().items()})
+        if equivalent is not None:
+            model.load_state_dict({k: v.detach().numpy() for k, v in equivalent.state_dict().items()})
         model.to("gpu")
         x, target = backend.to_device(x_host, "gpu"), backend.to_device(target_host, "gpu")
         optimizer, loss = optim.Adam(list(model.parameters()), lr=1e-3), loss_class()
@@ -225,8 +225,8 @@ def run(quick=False, repeats=None, warmup=None, tf32=False):
 
         row = {"model": name, "what": "training step", "shape": (n,) + shape,
                "minidl_ms": median_ms(minidl_step, minidl_clock.event, minidl_clock.elapsed, repeats, warmup)}
-        if twin is not None:
-            row["torch_ms"] = median_ms(_torch_step(torch, twin, loss_class, x_host, target_host),
+        if equivalent is not None:
+            row["torch_ms"] = median_ms(_torch_step(torch, equivalent, loss_class, x_host, target_host),
                                         torch_clock.event, torch_clock.elapsed, repeats, warmup)
         rows.append(row)
         for layer_name, layer, input_shape in conv_layer_inputs(model, x):
@@ -256,16 +256,16 @@ def _torch_with_cuda(tf32):
     return torch
 
 
-def _torch_step(torch, twin, loss_class, x_host, target_host):
-    twin = twin.cuda().train()
+def _torch_step(torch, equivalent, loss_class, x_host, target_host):
+    equivalent = equivalent.cuda().train()
     x = torch.from_numpy(x_host).cuda()
     target = torch.from_numpy(target_host).cuda()
     criterion = torch.nn.BCEWithLogitsLoss() if loss_class is losses.BCEWithLogitsLoss else torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(equivalent.parameters(), lr=1e-3)
 
     def step():
         optimizer.zero_grad()
-        value = criterion(twin(x), target)
+        value = criterion(equivalent(x), target)
         value.backward()
         optimizer.step()
         value.item()
@@ -286,12 +286,12 @@ def _conv_row(model_name, layer_name, layer, input_shape, torch, minidl_clock, t
     row = {"model": model_name, "what": f"{layer_name} ({type(layer).__name__})", "shape": input_shape,
            "minidl_ms": median_ms(minidl_step, minidl_clock.event, minidl_clock.elapsed, repeats, warmup)}
     if torch is not None:
-        twin = torch_conv_twin(torch, layer)
+        equivalent = torch_conv_equivalent(torch, layer)
         tx = torch.from_numpy(x_host).cuda().requires_grad_(True)
         tdy = torch.as_tensor(backend.to_numpy(dy)).cuda()
 
         def torch_step():
-            twin(tx).backward(tdy)
+            equivalent(tx).backward(tdy)
         row["torch_ms"] = median_ms(torch_step, torch_clock.event, torch_clock.elapsed, repeats, warmup)
     return row
 

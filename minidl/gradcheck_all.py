@@ -143,7 +143,7 @@ def signal_preserving_init(model, rng):
     return model
 
 
-def model_case(name, config, build, build_twin, shape):
+def model_case(name, config, build, build_equivalent, shape):
     """A Case for a tiny model in eval mode (batch norm then an affine map: finite differences stay smooth;
     its training mode is the BatchNorm2d rows' business), finite differences on a sample of entries."""
     def make():
@@ -151,7 +151,7 @@ def model_case(name, config, build, build_twin, shape):
 
     def torch_equivalent(torch):
         from models.torch_equivalents import torch_models
-        return build_twin(torch_models(torch))
+        return build_equivalent(torch_models(torch))
 
     def run(rng):
         return check_module(make(), rng.standard_normal(shape), max_elements=MODEL_SAMPLES)

@@ -220,7 +220,7 @@ def test_a_file_that_is_no_npz_archive_is_named_without_advice_to_unpickle(tmp_p
     assert "pickle" not in str(caught.value)
 
 
-def test_load_reads_only_the_entries_kept(tmp_path, monkeypatch):
+def test_load_reads_only_the_selected_entries(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.npz"
     minidl.save(path, {"model.weight": numpy.ones((2, 2)), "epoch": 3})
     read = []

@@ -82,7 +82,7 @@ def _first_max_taps(windows, y):
     """windows (N, C, K, Ho, Wo), y their max over K -> (N, C, Ho, Wo) small ints: the first k with windows[k] == y.
 
     It counts the leading taps that differ from the max, sum_{k < K-1} prod_{j <= k} [windows[j] != y],
-    a few cheap passes (K - 1 when no cell equals y, as for a NaN maximum).
+    a few cheap passes (K - 1 when no tap equals y, as for a NaN maximum).
     """
     xp = get_array_module(windows)
     count = windows.shape[2]

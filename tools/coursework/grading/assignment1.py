@@ -73,7 +73,7 @@ def bce(reduction="mean", pos_weight=None):
     return lambda: minidl.losses.BCEWithLogitsLoss(reduction=reduction, pos_weight=pos_weight)
 
 
-def bce_twin(reduction="mean", pos_weight=None):
+def bce_equivalent(reduction="mean", pos_weight=None):
     """F.binary_cross_entropy_with_logits with the loss's settings (targets as the logits' dtype)."""
     def forward(torch, logits, target):
         weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=logits.dtype)
@@ -99,15 +99,16 @@ def bce_cases():
     channel_weight = numpy.array([0.5, 2.0, 3.0]).reshape(3, 1, 1)
     column_weight = numpy.array([1.0, 4.0, 0.25, 2.0])
     return [
-        loss_case("mean, soft targets, float64 (3, 1, 4, 5)", bce(), bce_inputs((3, 1, 4, 5)), twin=bce_twin()),
+        loss_case("mean, soft targets, float64 (3, 1, 4, 5)", bce(), bce_inputs((3, 1, 4, 5)),
+                  equivalent=bce_equivalent()),
         loss_case("sum, integer targets, float64 (2, 6)", bce("sum"), bce_inputs((2, 6), hard=True),
-                  twin=bce_twin("sum")),
+                  equivalent=bce_equivalent("sum")),
         loss_case("none with an upstream gradient, float64 (2, 3, 4)", bce("none"),
-                  bce_inputs((2, 3, 4), upstream=True), twin=bce_twin("none")),
+                  bce_inputs((2, 3, 4), upstream=True), equivalent=bce_equivalent("none")),
         loss_case("pos_weight (3, 1, 1), mean, float64 (2, 3, 4, 4)", bce(pos_weight=channel_weight),
-                  bce_inputs((2, 3, 4, 4)), twin=bce_twin(pos_weight=channel_weight)),
+                  bce_inputs((2, 3, 4, 4)), equivalent=bce_equivalent(pos_weight=channel_weight)),
         loss_case("pos_weight (4,), none, float32 (3, 4)", bce("none", column_weight),
-                  bce_inputs((3, 4), F32, upstream=True), F32, twin=bce_twin("none", column_weight)),
-        loss_case("logits up to +-1000 without overflow, float64", bce(), extreme_logits, twin=bce_twin(),
+                  bce_inputs((3, 4), F32, upstream=True), F32, equivalent=bce_equivalent("none", column_weight)),
+        loss_case("logits up to +-1000 without overflow, float64", bce(), extreme_logits, equivalent=bce_equivalent(),
                   numeric=False, strict=True),
     ]

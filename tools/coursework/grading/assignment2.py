@@ -41,7 +41,7 @@ def im2col_case(name, shape, kernel, stride, padding, dilation, dtype=F64, pad_v
         added = actual.get("col2im of the columns gradient")
         return gradient_errors(scalar, [("col2im of the columns gradient", x, added)])
 
-    def twin(torch, inputs):
+    def equivalent(torch, inputs):
         functional, flat = torch.nn.functional, (shape[0], shape[1] * kernel[0] * kernel[1], -1)
         columns = functional.unfold(torch.tensor(inputs["x"]), kernel, dilation, padding, stride)
         added = functional.fold(torch.tensor(inputs["columns gradient"]).reshape(flat), shape[2:], kernel, dilation,
@@ -50,7 +50,7 @@ def im2col_case(name, shape, kernel, stride, padding, dilation, dtype=F64, pad_v
                 "col2im of the columns gradient": added.numpy()}
 
     plain = pad_value == 0.0
-    return Case(name, draw, run, dtype, gradients if plain and dtype == F64 else None, twin if plain else None)
+    return Case(name, draw, run, dtype, gradients if plain and dtype == F64 else None, equivalent if plain else None)
 
 
 def im2col_cases():
@@ -69,9 +69,10 @@ def conv_case(name, shape, out_channels, kernel, stride=1, padding=0, dilation=1
     def build():
         return minidl.nn.Conv2d(shape[1], out_channels, kernel, stride, padding, dilation, bias=bias)
 
-    def twin(torch, x, parameters, inputs):
+    def equivalent(torch, x, parameters, inputs):
         return torch.nn.functional.conv2d(x, parameters["weight"], parameters.get("bias"), stride, padding, dilation)
-    return layer_case(name, build, lambda rng: layer_inputs(build, normal(rng, shape, dtype), rng), dtype, twin=twin)
+    return layer_case(name, build, lambda rng: layer_inputs(build, normal(rng, shape, dtype), rng), dtype,
+                      equivalent=equivalent)
 
 
 def conv2d_cases():
@@ -92,10 +93,11 @@ def conv_transpose_case(name, shape, out_channels, kernel, stride=1, padding=0, 
         return minidl.nn.ConvTranspose2d(shape[1], out_channels, kernel, stride, padding, output_padding, dilation,
                                          bias=bias)
 
-    def twin(torch, x, parameters, inputs):
+    def equivalent(torch, x, parameters, inputs):
         return torch.nn.functional.conv_transpose2d(x, parameters["weight"], parameters.get("bias"), stride,
                                                     padding, output_padding, 1, dilation)
-    return layer_case(name, build, lambda rng: layer_inputs(build, normal(rng, shape, dtype), rng), dtype, twin=twin)
+    return layer_case(name, build, lambda rng: layer_inputs(build, normal(rng, shape, dtype), rng), dtype,
+                      equivalent=equivalent)
 
 
 def conv_transpose2d_cases():

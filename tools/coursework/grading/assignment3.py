@@ -19,9 +19,10 @@ def pool_case(name, shape, kernel, stride=None, padding=0, dilation=1, ceil_mode
     def build():
         return minidl.nn.MaxPool2d(kernel, stride, padding, True, dilation=dilation, ceil_mode=ceil_mode)
 
-    def twin(torch, x, parameters, inputs):
+    def equivalent(torch, x, parameters, inputs):
         return torch.nn.functional.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
-    return layer_case(name, build, lambda rng: layer_inputs(build, tie_free(rng, shape, dtype), rng), dtype, twin=twin)
+    return layer_case(name, build, lambda rng: layer_inputs(build, tie_free(rng, shape, dtype), rng), dtype,
+                      equivalent=equivalent)
 
 
 def max_pool2d_cases():
@@ -65,9 +66,9 @@ def unpool_case(name, shape, kernel, stride, padding=(0, 0), output_hw=None, dty
     def call(layer, x, inputs):
         return layer(x, inputs["indices"].copy(), output_size=output_hw)
 
-    def twin(torch, x, parameters, inputs):
+    def equivalent(torch, x, parameters, inputs):
         return torch.nn.functional.max_unpool2d(x, torch.from_numpy(inputs["indices"]), kernel, stride, padding, size)
-    return layer_case(name, build, draw, dtype, call, twin)
+    return layer_case(name, build, draw, dtype, call, equivalent)
 
 
 def max_unpool2d_cases():
@@ -87,9 +88,10 @@ def upsample_case(name, shape, size=None, scale=None, align_corners=False, dtype
     def build():
         return minidl.nn.Upsample(size, scale, mode, corners)
 
-    def twin(torch, x, parameters, inputs):
+    def equivalent(torch, x, parameters, inputs):
         return torch.nn.functional.interpolate(x, size, scale, mode, corners)
-    return layer_case(name, build, lambda rng: layer_inputs(build, normal(rng, shape, dtype), rng), dtype, twin=twin)
+    return layer_case(name, build, lambda rng: layer_inputs(build, normal(rng, shape, dtype), rng), dtype,
+                      equivalent=equivalent)
 
 
 def upsample_bilinear_cases():
@@ -149,9 +151,9 @@ def batch_norm_case(name, shape, steps=3, affine=True, track=True, momentum=0.1,
             errors.update(step_gradients(lambda: started(first), first, actual, "step 1"))
         return errors
 
-    def twin(torch, inputs):
+    def equivalent(torch, inputs):
         return torch_batch_norm(torch, inputs, build(), steps)
-    return Case(name, draw, run, dtype, gradients if dtype == F64 else None, twin)
+    return Case(name, draw, run, dtype, gradients if dtype == F64 else None, equivalent)
 
 
 def named_step(layer, x, seed, prefix):

@@ -48,7 +48,7 @@ def cross_entropy(weight=None, reduction="mean", ignore_index=-100):
     return lambda: minidl.losses.CrossEntropyLoss(weight, reduction, ignore_index)
 
 
-def cross_entropy_twin(weight=None, reduction="mean", ignore_index=-100):
+def cross_entropy_equivalent(weight=None, reduction="mean", ignore_index=-100):
     def forward(torch, logits, target):
         weights = None if weight is None else torch.as_tensor(weight, dtype=logits.dtype)
         return torch.nn.functional.cross_entropy(logits, target, weights, ignore_index=ignore_index,
@@ -71,7 +71,7 @@ def cross_entropy_case(name, shape, dtype=F64, weight=None, reduction="mean", ig
                        numeric=True):
     return loss_case(name, cross_entropy(weight, reduction, ignore_index),
                      cross_entropy_inputs(shape, dtype, ignore_index, ignored, reduction == "none"), dtype,
-                     cross_entropy_twin(weight, reduction, ignore_index), numeric)
+                     cross_entropy_equivalent(weight, reduction, ignore_index), numeric)
 
 
 def cross_entropy_cases():

@@ -3,7 +3,7 @@
 A ``Case`` draws its inputs from a seed (``draw``) and computes named tensors (outputs, gradients, state)
 with whatever functions are installed (``run``). It may check the analytic gradients of the student's run
 against the grader's central differences (``gradients``) and name PyTorch's values of some tensors
-(``twin``). Grading a case runs it twice: with every task function the instructor's (the expected tensors),
+(``equivalent``). Grading a case runs it twice: with every task function the instructor's (the expected tensors),
 then with the graded task's functions the student's (the actual tensors), so the case tests that task alone.
 """
 import copy
@@ -21,11 +21,11 @@ from .versions import MissingFunction
 @dataclass(frozen=True)
 class Case:
     name: str
-    draw: Callable                        # rng -> inputs (a dict of arrays and settings)
-    run: Callable                         # inputs -> {tensor: array}
-    dtype: type = numpy.float64           # the precision, which sets the tolerance
-    gradients: Optional[Callable] = None  # (inputs, actual tensors) -> {tensor: central-difference error}
-    twin: Optional[Callable] = None       # (torch, inputs) -> {tensor: PyTorch's array}
+    draw: Callable                          # rng -> inputs (a dict of arrays and settings)
+    run: Callable                           # inputs -> {tensor: array}
+    dtype: type = numpy.float64             # the precision, which sets the tolerance
+    gradients: Optional[Callable] = None    # (inputs, actual tensors) -> {tensor: central-difference error}
+    equivalent: Optional[Callable] = None   # (torch, inputs) -> {tensor: PyTorch's array}
 
     def grade(self, versions, task_name, student_dir, seed):
         return grade_case(self, versions, task_name, student_dir, seed)
@@ -37,7 +37,7 @@ class CaseResult:
     passed: bool
     reason: str                            # "ok", "missing (NotImplementedError)", "wrong: ...", "crashed: ..."
     errors: dict = field(default_factory=dict)
-    torch: str = "no twin"                 # "ok", "wrong: ...", "skipped (...)" or "no twin"
+    torch: str = "no equivalent"           # "ok", "wrong: ...", "skipped (...)" or "no equivalent"
     inputs: dict = field(default=None, repr=False)
     actual: dict = field(default=None, repr=False)
 
@@ -121,17 +121,17 @@ def judged(case, inputs, expected, actual, numeric):
     return CaseResult(case.name, not problems, reason, errors, inputs=inputs, actual=actual)
 
 
-def check_twin(result, case, torch):
+def check_equivalent(result, case, torch):
     """Compare the student's tensors of a case that ran with PyTorch's (``torch`` None: skipped), in
     ``result.torch``; a mismatch fails the case."""
-    if case.twin is None or result.actual is None:
+    if case.equivalent is None or result.actual is None:
         return
     if torch is None:
         result.torch = "skipped (PyTorch is not installed)"
         return
     try:
-        reference = case.twin(torch, copy.deepcopy(result.inputs))
-    except Exception as error:  # the twin is the grader's code: say so rather than blame the student
+        reference = case.equivalent(torch, copy.deepcopy(result.inputs))
+    except Exception as error:  # the equivalent is the grader's code: say so rather than blame the student
         result.torch = f"skipped (the PyTorch equivalent failed: {type(error).__name__}: {error})"
         return
     tolerance = measures.TOLERANCE[numpy.dtype(case.dtype)]

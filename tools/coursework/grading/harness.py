@@ -172,34 +172,34 @@ def torch_optimizer_run(torch, inputs, build):
     return tensors
 
 
-def layer_case(name, build, draw, dtype=numpy.float64, call=call_layer, twin=None, numeric=True):
+def layer_case(name, build, draw, dtype=numpy.float64, call=call_layer, equivalent=None, numeric=True):
     """A Case of layer ``build()``: ``draw(rng)`` makes its inputs (``layer_inputs``); the central differences
-    run in float64 cases when ``numeric``; ``twin(torch, x, parameters, inputs)`` is PyTorch's forward."""
+    run in float64 cases when ``numeric``; ``equivalent(torch, x, parameters, inputs)`` is PyTorch's forward."""
     return Case(name, draw, lambda inputs: run_layer(build, inputs, call), dtype,
                 (lambda inputs, actual: layer_gradients(build, inputs, actual, call))
                 if numeric and dtype == numpy.float64 else None,
-                (lambda torch, inputs: torch_layer_run(torch, inputs, twin)) if twin else None)
+                (lambda torch, inputs: torch_layer_run(torch, inputs, equivalent)) if equivalent else None)
 
 
-def loss_case(name, build, draw, dtype=numpy.float64, twin=None, numeric=True, strict=False):
+def loss_case(name, build, draw, dtype=numpy.float64, equivalent=None, numeric=True, strict=False):
     """A Case of loss ``build()``: ``draw(rng)`` gives logits, target and an optional upstream; ``strict``
-    runs it with NumPy raising on overflow; ``twin(torch, logits, target)`` is PyTorch's value."""
+    runs it with NumPy raising on overflow; ``equivalent(torch, logits, target)`` is PyTorch's value."""
     def run(inputs):
         return without_overflow(lambda: run_loss(build, inputs)) if strict else run_loss(build, inputs)
     return Case(name, draw, run, dtype,
                 (lambda inputs, actual: loss_gradients(build, inputs, actual))
                 if numeric and dtype == numpy.float64 else None,
-                (lambda torch, inputs: torch_loss_run(torch, inputs, twin)) if twin else None)
+                (lambda torch, inputs: torch_loss_run(torch, inputs, equivalent)) if equivalent else None)
 
 
-def optimizer_case(name, build, twin, lrs, dtype=numpy.float64, shrinking=False, shapes=((3, 4), (5,))):
+def optimizer_case(name, build, equivalent, lrs, dtype=numpy.float64, shrinking=False, shapes=((3, 4), (5,))):
     """A Case of ``build(parameters, lr)`` stepping two parameters with drawn gradients, one step per entry
     of ``lrs`` (the learning rate of that step); ``shrinking`` gradients get smaller step by step (so AMSGrad's
-    maximum matters). ``twin(optim, parameters, lr)`` builds PyTorch's optimizer."""
+    maximum matters). ``equivalent(optim, parameters, lr)`` builds PyTorch's optimizer."""
     def draw(rng):
         gradients = [[normal(rng, shape, dtype, 2.0 / step if shrinking else 1.0) for shape in shapes]
                      for step in range(1, len(lrs) + 1)]
         return {"parameters": [normal(rng, shape, dtype) for shape in shapes], "gradients": gradients, "lrs": lrs}
     return Case(name, draw, lambda inputs: run_optimizer(lambda parameters: build(parameters, lrs[0]), inputs),
-                dtype, twin=lambda torch, inputs: torch_optimizer_run(
-                    torch, inputs, lambda optim, parameters: twin(optim, parameters, lrs[0])))
+                dtype, equivalent=lambda torch, inputs: torch_optimizer_run(
+                    torch, inputs, lambda optim, parameters: equivalent(optim, parameters, lrs[0])))

@@ -3,7 +3,7 @@
 The copy goes first on sys.path and is imported under the import guard; every task function is then set
 to the instructor's, and each held-out case runs once with them and once with the graded task's functions
 swapped back to the student's (``cases.grade_case``). Once the student's code has run, the guard is lifted
-and PyTorch, where it is installed, checks the cases that have a twin. The result goes to a JSON file for
+and PyTorch, where it is installed, checks the cases that have a PyTorch equivalent. The result goes to a JSON file for
 the runner.
 """
 import importlib
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..tasks import TASKS_BY_NAME
-from .cases import check_twin, describe
+from .cases import check_equivalent, describe
 from .guard import ImportGuard
 from .versions import Versions, task_modules
 
@@ -61,10 +61,10 @@ def grade_task(student_dir, task_name):
     results = [case.grade(versions, task_name, student_dir, seed) for seed, case in enumerate(cases)]
     forbidden += guard.attempts
     guard.lift()
-    compared = any(case.twin and result.actual is not None for case, result in zip(cases, results))
+    compared = any(case.equivalent and result.actual is not None for case, result in zip(cases, results))
     torch = importable_torch() if compared else None
     for case, result in zip(cases, results):
-        check_twin(result, case, torch)
+        check_equivalent(result, case, torch)
     return {"task": task_name, "cases": [result.summary() for result in results],
             "forbidden": list(dict.fromkeys(forbidden)), "failure": None}
 

@@ -291,7 +291,7 @@ MEMBERS = (
 class ZooCase:
     """One zoo member as a case of the gradcheck task."""
     member: Member
-    twin: None = None
+    equivalent: None = None
 
     @property
     def name(self):
